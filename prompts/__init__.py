@@ -1,0 +1,1 @@
+"""Prompt templates as plain files (used by generative answerers)."""

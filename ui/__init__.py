@@ -1,0 +1,1 @@
+"""Gradio front end (chat UI)."""
