@@ -23,6 +23,10 @@ from assistant.condense import Condensed
 from assistant.retrieve import CorpusStats, Passage
 from assistant.text import Span, content_terms, split_sentences
 
+# Scoring weights, set once on the news golden set (see README: calibrate with `eval --calibrate`).
+MIX = 0.3  # coverage = MIX * idf-weighted share + (1 - MIX) * plain share of question terms
+SHAPE_PEN = 0.15  # the unit lacks the kind of thing asked for (a number for "how many", ...)
+FOCUS_PEN = 0.1  # the question's most specific name or number is neither in nor near the unit
 NO_ANSWER = "I could not find an answer to that in the indexed documents."
 
 
@@ -94,6 +98,11 @@ class ExtractiveAnswerer:
         q_total = sum(q_idf.values()) or 1.0
         c_total = sum(c_idf.values()) or 1.0
         expects = [shape for asks, shape in _EXPECTS if asks.search(condensed.question)]
+        head = _asked_noun(condensed.question)
+        names = set(_name_terms(condensed.question))
+        proper = {t for t in names if not any(ch.isdigit() for ch in t)}
+        known = [t for t in names if stats.df.get(t, 0) > 0 and t in q_idf]
+        focus = max(known, key=lambda t: q_idf[t]) if known else None
         candidates: list[Candidate] = []
         for rank, passage in enumerate(passages):
             units = _units(passage)
@@ -108,15 +117,27 @@ class ExtractiveAnswerer:
                     heading_terms = unit.terms
                 if _not_an_answer(unit):
                     continue
-                own = sum(w for t, w in q_idf.items() if _has(unit.terms, t))
-                near = sum(w for t, w in q_idf.items() if not _has(unit.terms, t) and _has(context, t))
-                coverage = (own + 0.5 * near) / q_total
-                score = 0.65 * coverage + 0.35 * dense - 0.01 * rank
+                own_terms = [t for t in q_terms if _has(unit.terms, t)]
+                if not own_terms:
+                    continue  # shares no word with the question: context alone is not an answer
+                near_terms = [t for t in q_terms if t not in own_terms and _has(context, t)]
+                # A name mentioned just before a unit that opens with "He ..." or "The Ukrainian
+                # leader ..." is most likely what the unit talks about: full credit, else half.
+                refers = _REFERS_BACK.match(unit.span.text) is not None
+                near_w = {t: 1.0 if refers and t in proper else 0.5 for t in near_terms}
+                weighted = (sum(q_idf[t] for t in own_terms) + sum(near_w[t] * q_idf[t] for t in near_terms)) / q_total
+                counted = (len(own_terms) + sum(near_w.values())) / max(len(q_terms), 1)
+                coverage = MIX * weighted + (1 - MIX) * counted
+                score = 0.65 * coverage + 0.35 * dense - 0.01 * rank - _noise_penalty(unit.span.text)
                 if c_terms:
                     conv = sum(w for t, w in c_idf.items() if _has(unit.terms | context, t)) / c_total
                     score += 0.25 * conv
-                if expects and all(shape.search(unit.span.text) for shape in expects):
-                    score += 0.08
+                if expects and not all(shape.search(unit.span.text) for shape in expects):
+                    score -= SHAPE_PEN  # asked "how many" but no number here, and so on
+                if head and not _has(unit.terms, head):
+                    score -= SHAPE_PEN  # "which region ...?" is answered by a unit naming a region
+                if focus and not (_has(unit.terms, focus) or (refers and _has(context, focus))):
+                    score -= FOCUS_PEN  # the question's most specific known term is not here
                 next_span = units[i + 1].span if i + 1 < len(units) and _echoes(unit, q_terms) else None
                 candidates.append(Candidate(passage, unit.span, round(score, 4), round(coverage, 4), next_span))
         candidates.sort(key=lambda c: -c.score)
@@ -124,6 +145,7 @@ class ExtractiveAnswerer:
 
     def run(self, condensed: Condensed, passages: list[Passage], stats: CorpusStats) -> ExtractiveAnswer:
         candidates = self.score(condensed, passages, stats)
+        q_terms = set(content_terms(condensed.question))
         if not candidates or candidates[0].score < self.abstain_threshold:
             confidence = candidates[0].score if candidates else 0.0
             return ExtractiveAnswer(NO_ANSWER, True, [], confidence, candidates[:10])
@@ -132,10 +154,12 @@ class ExtractiveAnswerer:
         for cand in candidates[1:]:
             if len(chosen) >= self.max_sentences:
                 break
-            if cand.score < max(self.abstain_threshold, 0.9 * best.score):
+            if cand.score < 0.9 * best.score:
                 break
             if any(_overlaps(cand, c) or _same_text(cand, c) for c in chosen):
                 continue
+            if not _adds_terms(cand, chosen, q_terms):
+                continue  # says nothing about the question that the answer does not say already
             chosen.append(cand)
         citations: list[Citation] = []
         parts: list[str] = []
@@ -164,15 +188,69 @@ def _units(passage: Passage) -> list[_Unit]:
             i += 1
         text = span.text.strip()
         heading = len(text.split()) <= 12 and not re.search(r"[.!:;,\u2026\"\u201d]$", text)
-        units.append(_Unit(span, set(content_terms(text)), heading))
+        terms = set(content_terms(text))
+        if _QUOTE_CHARS.search(text):
+            terms.add(QUOTE)
+        units.append(_Unit(span, terms, heading))
         i += 1
     return units
 
 
+# Stems of reporting verbs: asking what someone "said" is answered by what they "described",
+# "called", "warned", ... or by a quotation (QUOTE is added to a unit's terms when it quotes).
+QUOTE = "\u201cquote\u201d"
+SPEECH = frozenset({
+    "say", "tell", "call", "describ", "label", "state", "respond", "repli", "add", "insist", "warn", "claim",
+    "write", "accus", "argu", "dismiss", "announc", "comment", "assert", "declar", "note", "explain", "speak",
+    QUOTE,
+})
+# Stems that are also common nouns ("the call", "the United States") do not count as speech
+# in a passage; they still match themselves.
+_SPEECH_EVIDENCE = SPEECH - {"call", "state", "note", "add", "claim", "comment"}
+_QUOTE_CHARS = re.compile(r"[\"\u201c\u201d\u2018]|(?<!\w)'|\u2019(?!\w)")
+
+
+_GLUED = re.compile(r"[a-z][A-Z][a-z]|[A-Z]{2}[A-Z][a-z]")
+_URLISH = re.compile(r"\b\w+\.(com|org|net|ly|co)\b|https?://|www\.", re.I)
+_SYMBOLS = re.compile(r"[\U0001F000-\U0001FAFF\u2600-\u27BF]")
+
+
+_REFERS_BACK = re.compile(r"[\W_]*(he|she|they|his|her|their|the|this|that|these|those)\b", re.I)
+
+
+_WHICH = re.compile(r"\b(?:which|what)\s+(\w+)", re.I)
+_NOT_NOUNS = {"is", "are", "was", "were", "do", "does", "did", "has", "have", "had", "will", "would", "can",
+              "could", "should", "might", "must", "kind", "sort", "type", "the", "a", "an", "of", "to", "about"}
+
+
+def _asked_noun(question: str) -> str | None:
+    """The thing asked for in "which region ...", "what percentage ..." (None for "what did ...")."""
+    match = _WHICH.search(question)
+    if not match or match.group(1).lower() in _NOT_NOUNS:
+        return None
+    terms = content_terms(match.group(1))
+    return terms[0] if terms else None
+
+
+def _name_terms(question: str) -> list[str]:
+    """Terms of the names and numbers in a question (capitalised words after the first, digits)."""
+    words = re.findall(r"[\w'\u2019-]+", question)
+    picked = [w for i, w in enumerate(words) if (i > 0 and w[:1].isupper()) or any(ch.isdigit() for ch in w)]
+    return content_terms(" ".join(picked))
+
+
+def _noise_penalty(text: str) -> float:
+    """Scraped-page noise (embedded posts: glued words, links, emoji) makes a poor quoted answer."""
+    signs = bool(_GLUED.search(text)) + bool(_URLISH.search(text)) + bool(_SYMBOLS.search(text))
+    return 0.08 * signs
+
+
 def _has(terms: set[str], term: str) -> bool:
-    """Exact term, or a name variant differing by a letter or two (Zelensky / Zelenskyy)."""
+    """Exact term, a reporting verb for a reporting verb, or a name variant (Zelensky / Zelenskyy)."""
     if term in terms:
         return True
+    if term in SPEECH:
+        return not _SPEECH_EVIDENCE.isdisjoint(terms)
     if len(term) < 5:
         return False
     return any(len(t) >= 5 and abs(len(t) - len(term)) <= 2 and (t.startswith(term) or term.startswith(t))
@@ -188,6 +266,11 @@ def _echoes(unit: _Unit, q_terms: list[str]) -> bool:
 def _not_an_answer(unit: _Unit) -> bool:
     """Questions and fragments of a word or two do not answer anything."""
     return unit.span.text.strip().endswith("?") or len(unit.terms) < 2
+
+
+def _adds_terms(cand: Candidate, chosen: list[Candidate], q_terms: set[str]) -> bool:
+    covered = set().union(*(set(content_terms(c.span.text)) for c in chosen)) & q_terms
+    return bool((set(content_terms(cand.span.text)) & q_terms) - covered)
 
 
 def _overlaps(a: Candidate, b: Candidate) -> bool:

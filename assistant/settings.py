@@ -36,8 +36,8 @@ class Settings:
     rrf_k: int = 60
     near_duplicate_jaccard: float = 0.8
     # Extractive answers.
-    max_answer_sentences: int = 2
-    abstain_threshold: float = 0.45
+    max_answer_sentences: int = 1
+    abstain_threshold: float = 0.455  # calibrated with `assistant eval --calibrate`
     # Ingest.
     embed_batch_chunks: int = 256
     checkpoint_chunks: int = 4096

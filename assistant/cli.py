@@ -1,0 +1,254 @@
+"""`assistant` command line: ingest, remove, documents, search, ask, eval.
+
+Exit codes: 0 success; 1 some file failed to ingest or an eval gate was missed; 2 bad usage
+or an index that cannot be used (the message says what to do).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from assistant.settings import Settings
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def _common() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--index-dir", default=argparse.SUPPRESS,
+                        help="index folder (default: $ASSISTANT_INDEX_DIR or ~/.local/share/assistant/index)")
+    common.add_argument("--model", default=argparse.SUPPRESS,
+                        help="embedding model name or folder (default: all-MiniLM-L6-v2)")
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _common()
+    parser = argparse.ArgumentParser(prog="assistant", parents=[common],
+                                     description="Ask questions about your documents; every claim cites its passage.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("ingest", parents=[common], help="index files and folders (incremental)")
+    p.add_argument("paths", nargs="+", help=".txt .md .html .pdf .docx files or folders")
+    p.add_argument("--prune", action="store_true", help="also drop documents whose files are gone")
+    p.add_argument("--chunk-tokens", type=int, help="chunk size in cl100k tokens")
+    p.add_argument("--chunk-overlap", type=int, help="overlap between chunks in tokens")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    p = sub.add_parser("remove", parents=[common], help="remove documents by path or document id")
+    p.add_argument("targets", nargs="+")
+
+    p = sub.add_parser("documents", parents=[common], help="list indexed documents and index stats")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("search", parents=[common], help="ranked passages for a query")
+    p.add_argument("query")
+    p.add_argument("--top-k", type=int)
+    p.add_argument("--mode", choices=["hybrid", "dense", "bm25"], default="hybrid")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("ask", parents=[common], help="answer a question with citations")
+    p.add_argument("question")
+    p.add_argument("--history", action="append", default=[], metavar="EARLIER_QUESTION",
+                   help="an earlier question of the conversation (repeat, oldest first)")
+    p.add_argument("--session", help="keep the conversation under this name (stored beside the index)")
+    p.add_argument("--top-k", type=int)
+    p.add_argument("--json", action="store_true", help="machine-readable result")
+
+    p = sub.add_parser("eval", parents=[common], help="score against a golden Q&A file (JSON Lines)")
+    p.add_argument("golden", type=Path)
+    p.add_argument("--corpus", nargs="+", help="ingest these paths first (incremental)")
+    p.add_argument("--top-k", type=int)
+    p.add_argument("--json", type=Path, dest="json_out", help="write the full report as JSON here")
+    p.add_argument("--markdown", type=Path, help="write a Markdown report here")
+    p.add_argument("--calibrate", action="store_true", help="also print what each abstention threshold gives")
+    for gate in ("accuracy", "citation-precision", "citation-recall", "evidence-hit", "abstention-accuracy"):
+        p.add_argument(f"--min-{gate}", type=float, metavar="X", help=f"exit 1 when {gate.replace('-', ' ')} < X")
+    p.add_argument("--max-false-abstention", type=float, metavar="X", help="exit 1 when the false-abstention rate > X")
+    return parser
+
+
+def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
+    return Settings.from_env(index_dir=getattr(args, "index_dir", None), model=getattr(args, "model", None), **extra)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from assistant.index import StoreError
+
+    try:
+        handler = globals()[f"cmd_{args.command}"]
+        return int(handler(args))
+    except StoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; the index keeps its last committed state", file=sys.stderr)
+        return 130
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from assistant.ingest import Ingestor
+
+    settings = _settings(args, chunk_tokens=args.chunk_tokens, chunk_overlap=args.chunk_overlap)
+    report = Ingestor(settings).ingest_paths(args.paths, prune=args.prune, progress=False if args.no_progress else None)
+    if args.json:
+        print(json.dumps({"results": [r.__dict__ for r in report.results], "embedded_chunks": report.embedded_chunks,
+                          "seconds": round(report.seconds, 2)}, indent=2))
+    else:
+        print(report.summary())
+        print(f"index: {settings.index_dir}")
+    return 1 if report.failed else 0
+
+
+def cmd_remove(args: argparse.Namespace) -> int:
+    from assistant.ingest import Ingestor
+
+    report = Ingestor(_settings(args)).remove(args.targets)
+    for r in report.results:
+        print(f"{r.status}: {r.source}" + (f" ({r.reason})" if r.reason else ""))
+    return 1 if report.failed else 0
+
+
+def _open(args: argparse.Namespace, **extra: Any):  # type: ignore[no-untyped-def]
+    from assistant.pipeline import Assistant
+
+    return Assistant(_settings(args, **extra))
+
+
+def cmd_documents(args: argparse.Namespace) -> int:
+    from assistant.index import IndexStore
+
+    settings = _settings(args)
+    manifest = IndexStore.read_manifest(settings.index_dir)
+    if not manifest:
+        print(f"no index at {settings.index_dir}: run `assistant ingest PATH` first", file=sys.stderr)
+        return 2
+    with IndexStore.open(settings.index_dir, manifest["model"], int(manifest["dim"])) as store:
+        docs = store.documents()
+        stats = store.stats()
+    if args.json:
+        print(json.dumps({"stats": stats, "documents": [d.__dict__ for d in docs]}, indent=2))
+        return 0
+    for d in docs:
+        print(f"{d.id}  {d.n_chunks:>5} chunks  {d.title[:60]:<60}  {d.source}")
+    print(f"{stats['documents']} documents, {stats['chunks']} chunks, model {stats['model']}, index {stats['index_dir']}")
+    return 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    with _open(args) as assistant:
+        result = assistant.search(args.query, top_k=args.top_k, mode=args.mode)
+    if args.json:
+        print(json.dumps({"query": result.query, "passages": [p.to_dict() for p in result.passages],
+                          "timings": result.timings}, indent=2, ensure_ascii=False))
+        return 0
+    if not result.passages:
+        print("no passages found")
+    for rank, p in enumerate(result.passages, start=1):
+        dense = f"{p.dense_score:.3f}" if p.dense_score is not None else "-"
+        bm25 = f"{p.bm25_score:.2f}" if p.bm25_score is not None else "-"
+        print(f"{rank}. score {p.score:.4f} (dense {dense}, bm25 {bm25})  {p.title[:70]}")
+        print(f"   {p.source}  chars {p.start}-{p.end}  chunk {p.chunk_id}")
+        print("   " + " ".join(p.text.split())[:300])
+    return 0
+
+
+def _session_path(settings: Settings, name: str) -> Path:
+    safe = "".join(ch for ch in name if ch.isalnum() or ch in "-_") or "default"
+    return settings.index_dir / "sessions" / f"{safe}.json"
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    from assistant.atomic import atomic_write_text
+
+    settings = _settings(args)
+    history = list(args.history)
+    session_file = _session_path(settings, args.session) if args.session else None
+    if session_file and session_file.exists():
+        history = json.loads(session_file.read_text())["questions"] + history
+    with _open(args) as assistant:
+        result = assistant.ask(args.question, history=history, top_k=args.top_k)
+    if session_file:
+        session_file.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(session_file, json.dumps({"questions": (history + [args.question])[-20:]}))
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
+        return 0
+    print(result.answer)
+    if result.citations:
+        print()
+        for c in result.citations:
+            print(f"[{c.n}] {c.title[:70]} — {Path(c.source).name}, chars {c.start}-{c.end} (chunk {c.chunk_id})")
+    if result.standalone_question != result.question:
+        print(f"\n(read as: {result.standalone_question})")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from assistant import eval as ev
+
+    if not args.golden.exists():
+        raise FileNotFoundError(f"golden file {args.golden} does not exist")
+    items, problems = ev.read_golden(args.golden)
+    for problem in problems:
+        print(f"warning: {problem}", file=sys.stderr)
+    if not items:
+        print(f"error: no usable items in {args.golden}", file=sys.stderr)
+        return 2
+    if args.corpus:
+        from assistant.ingest import Ingestor
+
+        report = Ingestor(_settings(args)).ingest_paths(args.corpus, progress=False)
+        print(report.summary(), file=sys.stderr)
+    calibrating = args.calibrate
+    with _open(args, **({"abstain_threshold": 0.0} if calibrating else {})) as assistant:
+        report = ev.evaluate(assistant, items, top_k=args.top_k, problems=problems)
+        configured = _settings(args).abstain_threshold
+    print(report.table())
+    print()
+    print(report.summary())
+    if calibrating:
+        print("\nthreshold  correct  false-abst  abstained-unanswerable  balanced")
+        for row in ev.calibrate(report.results):
+            print(f"{row['threshold']:>9.4f}  {row['correct']:>7}  {row['false_abstentions']:>10}  "
+                  f"{row['abstained_unanswerable']:>22}  {row['balanced']:.3f}")
+        print(f"(run with threshold 0; configured threshold is {configured})")
+    if args.json_out:
+        args.json_out.write_text(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
+    if args.markdown:
+        args.markdown.write_text(report.markdown())
+    return _gates(args, report.totals)
+
+
+def _gates(args: argparse.Namespace, t: dict[str, Any]) -> int:
+    checks = [
+        ("accuracy", args.min_accuracy, t["answer_accuracy"], "min"),
+        ("citation precision", args.min_citation_precision, t["citation_precision"], "min"),
+        ("citation recall", args.min_citation_recall, t["citation_recall"], "min"),
+        ("evidence hit@k", args.min_evidence_hit, t["evidence_hit_at_k"], "min"),
+        ("abstention accuracy", args.min_abstention_accuracy, t["abstention_accuracy"], "min"),
+        ("false-abstention rate", args.max_false_abstention, t["false_abstention_rate"], "max"),
+    ]
+    failed = False
+    for name, limit, value, kind in checks:
+        if limit is None or value is None:
+            continue
+        if (kind == "min" and value < limit) or (kind == "max" and value > limit):
+            print(f"GATE FAILED: {name} {value:.3f} {'<' if kind == 'min' else '>'} {limit}", file=sys.stderr)
+            failed = True
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
