@@ -215,7 +215,7 @@ _URLISH = re.compile(r"\b\w+\.(com|org|net|ly|co)\b|https?://|www\.", re.I)
 _SYMBOLS = re.compile(r"[\U0001F000-\U0001FAFF\u2600-\u27BF]")
 
 
-_REFERS_BACK = re.compile(r"[\W_]*(he|she|they|his|her|their|the|this|that|these|those)\b", re.I)
+_REFERS_BACK = re.compile(r"[\W_]*(he|she|it|its|they|his|her|their|the|this|that|these|those)\b", re.I)
 
 
 _WHICH = re.compile(r"\b(?:which|what)\s+(\w+)", re.I)
@@ -265,7 +265,8 @@ def _echoes(unit: _Unit, q_terms: list[str]) -> bool:
 
 def _not_an_answer(unit: _Unit) -> bool:
     """Questions and fragments of a word or two do not answer anything."""
-    return unit.span.text.strip().endswith("?") or len(unit.terms) < 2
+    text = unit.span.text.strip()
+    return text.endswith("?") or text.startswith("#") or len(unit.terms) < 2
 
 
 def _adds_terms(cand: Candidate, chosen: list[Candidate], q_terms: set[str]) -> bool:

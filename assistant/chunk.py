@@ -19,6 +19,7 @@ from assistant.text import Span, normalize, split_sentences
 from assistant.tokens import get_encoding
 
 _BUFFER_CHARS = 1 << 16
+_MAX_BUFFER_CHARS = 1 << 22
 
 
 @dataclass(frozen=True)
@@ -73,9 +74,7 @@ class Chunker:
             buffer += piece
             if len(buffer) < _BUFFER_CHARS:
                 continue
-            cut = buffer.rfind("\n\n")
-            if cut < len(buffer) // 4:
-                cut = buffer.rfind("\n")
+            cut = _line_break(buffer)
             if cut <= 0:
                 continue
             yield offset, buffer[: cut + 1]
@@ -107,9 +106,11 @@ class Chunker:
                     pending_ws = ""
                     if sentence.start < prev_end:
                         gap = ""
-                    for piece in self._split_long(sentence):
-                        yield _Sentence(piece.start, piece.end, piece.text, gap, self.count(piece.text))
-                        gap = ""
+                    pieces = self._split_long(sentence)
+                    for i, piece in enumerate(pieces):
+                        if i:  # the space between two pieces of a split sentence
+                            gap = sentence.text[pieces[i - 1].end - sentence.start : piece.start - sentence.start]
+                        yield _Sentence(piece.start, piece.end, piece.text, gap, self.count(gap + piece.text))
                     local_prev = sentence.end - offset
                     prev_end = sentence.end
             pending_ws += block[local_prev:]
@@ -172,8 +173,11 @@ class Chunker:
         if not sentences:
             return
         text = sentences[0].text + "".join(s.gap + s.text for s in sentences[1:])
-        if self.fits is None or self.fits(text) or (len(sentences) == 1 and len(text) < 8):
-            yield Chunk(ordinal, sentences[0].start, sentences[-1].end, text, sum(s.n_tokens for s in sentences))
+        n_tokens = self.count(text)  # gaps count too: the sum over sentences is only an estimate
+        if (n_tokens <= self.chunk_tokens and (self.fits is None or self.fits(text))) or (
+            len(sentences) == 1 and len(text) < 8
+        ):
+            yield Chunk(ordinal, sentences[0].start, sentences[-1].end, text, n_tokens)
             return
         if len(sentences) == 1:
             only = sentences[0]
@@ -200,6 +204,17 @@ def _subspan(span: Span, start: int, end: int) -> Span:
     stripped = piece.strip()
     lead = len(piece) - len(piece.lstrip())
     return Span(span.start + start + lead, span.start + start + lead + len(stripped), stripped)
+
+
+def _line_break(buffer: str) -> int:
+    """The last newline where a block may end without changing the logical lines (see
+    `text._lines`: a line continues only when the next one starts lower case); else any newline
+    once the buffer is large, so memory stays bounded; -1 when there is none."""
+    pos = len(buffer) - 1
+    while (pos := buffer.rfind("\n", 0, pos)) > 0:
+        if not buffer[pos + 1].islower():
+            return pos
+    return buffer.rfind("\n") if len(buffer) > _MAX_BUFFER_CHARS else -1
 
 
 def _logical_lines(text: str) -> Iterator[Span]:

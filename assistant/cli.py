@@ -209,8 +209,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.corpus:
         from assistant.ingest import Ingestor
 
-        report = Ingestor(_settings(args)).ingest_paths(args.corpus, progress=False)
-        print(report.summary(), file=sys.stderr)
+        ingest_report = Ingestor(_settings(args)).ingest_paths(args.corpus, progress=False)
+        print(ingest_report.summary(), file=sys.stderr)
     calibrating = args.calibrate
     with _open(args, **({"abstain_threshold": 0.0} if calibrating else {})) as assistant:
         report = ev.evaluate(assistant, items, top_k=args.top_k, problems=problems)

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from assistant.pipeline import Assistant, AskResult
+from assistant.pipeline import AskResult, Assistant
 from assistant.text import normalize
 
 

@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import faiss
 import numpy as np
@@ -99,7 +100,7 @@ class IndexStore:
         self.model_name = model_name
         self.dim = dim
         self.writable = writable
-        self._lock_handle = None
+        self._lock_handle: IO[str] | None = None
         if writable:
             self._acquire_lock()
         try:
@@ -202,6 +203,7 @@ class IndexStore:
         return int(self._meta().get("generation", 0))
 
     def _load_vectors(self) -> faiss.Index:
+        index: faiss.Index
         for _attempt in range(5):
             name = self._meta().get("vectors_file", "")
             if not name:
@@ -318,7 +320,7 @@ class IndexStore:
     def _delete_chunks(self, doc_id: str) -> None:
         old = [row[0] for row in self.db.execute("SELECT id FROM chunks WHERE doc_id = ?", (doc_id,))]
         if old:
-            self.vectors.remove_ids(np.asarray(old, dtype=np.int64))
+            self.vectors.remove_ids(np.asarray(old, dtype=np.int64))  # type: ignore[arg-type]
             self.db.execute("DELETE FROM chunks WHERE doc_id = ?", (doc_id,))
 
     def commit(self) -> None:
