@@ -37,7 +37,7 @@ class Settings:
     near_duplicate_jaccard: float = 0.8
     # Extractive answers.
     max_answer_sentences: int = 1
-    abstain_threshold: float = 0.455  # calibrated with `assistant eval --calibrate`
+    abstain_threshold: float = 0.445  # calibrated with `assistant eval --calibrate`
     # Ingest.
     embed_batch_chunks: int = 256
     checkpoint_chunks: int = 4096
