@@ -80,7 +80,7 @@ def _guess_encoding(raw: bytes) -> str | None:
 
     Western text with a few accents decodes without chaos and as the same language under
     cp1252, cp1250, cp1257 or cp775, and the detector's pick among those is arbitrary
-    ("café" became "cafĺ"). cp1252 is by far the most common of them.
+    ("crème" became "crčme"). cp1252 is by far the most common of them.
     """
     from charset_normalizer import from_bytes
 

@@ -33,7 +33,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +91,12 @@ def latency_summary(ms: Sequence[float]) -> dict[str, float]:
             "mean_ms": round(statistics.fmean(ms), 2), "max_ms": round(max(ms), 2)}
 
 
+def stage_stat(outs: Sequence[Any], fn: Callable[[list[float]], float]) -> dict[str, float]:
+    """fn over each per-stage timing (ms) found in the results' `.timings` dicts."""
+    keys = sorted({k for r in outs for k in r.timings})
+    return {k: round(fn([r.timings[k] for r in outs if k in r.timings]), 2) for k in keys}
+
+
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     with open(path, encoding="utf-8") as handle:
         return [json.loads(line) for line in handle if line.strip()]
@@ -129,24 +135,62 @@ def raw_encode(model: Any, texts: list[str], label: str) -> dict[str, Any]:
         vectors = model.encode(texts, batch_size=32, normalize_embeddings=True, convert_to_numpy=True,
                                show_progress_bar=False)
     out = {"label": label, "chunks": len(texts), "seconds": round(t.wall, 2),
-           "chunks_per_s": round(len(texts) / t.wall, 2), **t.info()}
+           "chunks_per_s": round(len(texts) / t.wall, 2),
+           "chunks_per_cpu_s": round(len(texts) / t.cpu, 2) if t.cpu else 0.0, **t.info()}
     log(f"raw encode ({label}): {out['chunks_per_s']} chunks/s in {out['seconds']} s")
     out["_vectors"] = vectors
     return out
 
 
-def stored_chunks(index_dir: Path, embedder: Any) -> tuple[list[int], list[str]]:
+def stored_chunks(index_dir: Path, embedder: Any) -> tuple[list[int], list[str], list[str]]:
+    """(chunk ids, texts, doc ids) in insertion order, as the store holds them."""
     from assistant.index import IndexStore
 
     with IndexStore.open(index_dir, embedder.name, embedder.dim) as store:
         rows = list(store.iter_chunks())
-    return [r.id for r in rows], [r.text for r in rows]
+    return [r.id for r in rows], [r.text for r in rows], [r.doc_id for r in rows]
+
+
+def padding_work(model: Any, texts: list[str], doc_ids: list[str], group: int) -> dict[str, Any]:
+    """Token positions the model computes (batch max length x batch size), load-independent.
+
+    SentenceTransformer.encode sorts each call's inputs by character length and pads every
+    batch of 32 to its longest member. Raw encode makes one call over all chunks; ingest calls
+    it once per flush: documents accumulate until >= `group` chunks are pending, then are
+    encoded in slices of `group` (Ingestor._run / _flush). Fewer inputs per call means less
+    well-matched lengths per batch, so more padding.
+    """
+    tok = model.tokenizer
+    limit = int(model.max_seq_length)
+    lengths = [min(len(ids), limit) for ids in tok(texts, add_special_tokens=True, truncation=False)["input_ids"]]
+
+    def padded(indices: list[int]) -> int:
+        order = sorted(indices, key=lambda i: -len(texts[i]))
+        return sum(max(lengths[i] for i in order[b : b + 32]) * len(order[b : b + 32])
+                   for b in range(0, len(order), 32))
+
+    calls: list[list[int]] = []
+    pending: list[int] = []
+    for i, doc in enumerate(doc_ids):
+        last_of_doc = i + 1 == len(doc_ids) or doc_ids[i + 1] != doc
+        pending.append(i)
+        if last_of_doc and len(pending) >= group:
+            calls.extend(pending[s : s + group] for s in range(0, len(pending), group))
+            pending = []
+    if pending:
+        calls.extend(pending[s : s + group] for s in range(0, len(pending), group))
+    real = sum(lengths)
+    global_padded = padded(list(range(len(texts))))
+    ingest_padded = sum(padded(c) for c in calls)
+    return {"real_tokens": real, "raw_padded_tokens": global_padded, "ingest_padded_tokens": ingest_padded,
+            "ingest_encode_calls": len(calls),
+            "expected_ratio_from_padding": round(global_padded / ingest_padded, 3),
+            "mean_tokens_per_chunk": round(real / max(len(texts), 1), 1)}
 
 
 def vector_agreement(index_dir: Path, embedder: Any, ids: list[int], raw_vectors: Any) -> dict[str, float]:
     """Cosine between the stored vectors and the raw-encoded ones (same texts, same model)."""
     import numpy as np
-
     from assistant.index import IndexStore
 
     with IndexStore.open(index_dir, embedder.name, embedder.dim) as store:
@@ -164,9 +208,9 @@ def run_ingest_phase(args: argparse.Namespace, corpus: list[dict[str, Any]], emb
     settings = Settings.from_env(index_dir=index_dir)
     ingestor = Ingestor(settings, embedder=embedder)
     items = [TextItem(f"scifact:{d['_id']}", doc_text(d), d.get("title", "")) for d in docs]
-    results["ingest_settings"] = {"chunk_tokens": settings.chunk_tokens, "chunk_overlap": settings.chunk_overlap,
-                                  "embed_batch_chunks": settings.embed_batch_chunks,
-                                  "checkpoint_chunks": settings.checkpoint_chunks}
+    results["ingest_settings"] = {
+        "chunk_tokens": settings.chunk_tokens, "chunk_overlap": settings.chunk_overlap,
+        "embed_batch_chunks": settings.embed_batch_chunks, "checkpoint_chunks": settings.checkpoint_chunks}
 
     # Warm-up outside every timed region: model weights, tokenizer, tiktoken BPE, chunker.
     sample = [doc_text(d) for d in docs[:64]]
@@ -194,14 +238,17 @@ def run_ingest_phase(args: argparse.Namespace, corpus: list[dict[str, Any]], emb
     failed = report.failed
     results["ingest"] = {"docs": len(items), "added": report.count("added"), "failed": len(failed),
                          "chunks": report.embedded_chunks, "seconds": round(report.seconds, 2),
-                         "chunks_per_s": round(report.embedded_chunks / report.seconds, 2), **t.info()}
+                         "chunks_per_s": round(report.embedded_chunks / report.seconds, 2),
+                         "chunks_per_cpu_s": round(report.embedded_chunks / t.cpu, 2) if t.cpu else 0.0,
+                         **t.info()}
     if failed:
         results["ingest"]["failed_examples"] = [f"{r.source}: {r.reason}" for r in failed[:5]]
     log(f"ingest: {report.embedded_chunks} chunks in {report.seconds:.1f} s "
         f"= {results['ingest']['chunks_per_s']} chunks/s ({len(failed)} failed)")
 
-    ids, texts = stored_chunks(index_dir, embedder)
+    ids, texts, doc_ids = stored_chunks(index_dir, embedder)
     results["stored_chunks"] = len(texts)
+    results["padding"] = padding_work(embedder.model, texts, doc_ids, max(32, settings.embed_batch_chunks))
     if order in ("raw-first", "sandwich"):
         same = texts == pre_texts
         results["pre_chunked_equals_stored"] = same
@@ -250,7 +297,7 @@ def run_query_phase(args: argparse.Namespace, queries: list[dict[str, Any]], emb
         assistant.warm_up()  # BM25 build over every stored chunk + one query encode
     results["assistant_warm_up_s"] = round(t.wall, 2)
     stats = assistant.store.stats()
-    results["index"] = {"documents": stats["documents"], "chunks": stats["chunks"], "vectors": stats["vectors"]}
+    results["index"] = {k: stats[k] for k in ("documents", "chunks", "vectors")}
     log(f"assistant warm-up (BM25 over {stats['chunks']} chunks) {t.wall:.1f} s; {len(picked)} queries ...")
     # A few untimed calls so first-call effects (allocator, regex compile, caches) are not in p95.
     for q in picked[:3]:
@@ -269,19 +316,14 @@ def run_query_phase(args: argparse.Namespace, queries: list[dict[str, Any]], emb
 
     search_ms, search_out, search_t = timed(lambda q: assistant.search(q))
     results["search"] = {**latency_summary(search_ms), "top_k": settings.top_k, **search_t.info()}
-    stage_keys = sorted({k for r in search_out for k in r.timings})
-    results["search"]["stage_median_ms"] = {
-        k: round(statistics.median(r.timings[k] for r in search_out if k in r.timings), 2) for k in stage_keys}
+    results["search"]["stage_median_ms"] = stage_stat(search_out, statistics.median)
     log(f"search: p50 {results['search']['p50_ms']} ms, p95 {results['search']['p95_ms']} ms")
 
     ask_ms, ask_out, ask_t = timed(lambda q: assistant.ask(q))
     results["ask"] = {**latency_summary(ask_ms), **ask_t.info(),
                       "abstained": sum(1 for r in ask_out if r.abstained)}
-    stage_keys = sorted({k for r in ask_out for k in r.timings})
-    results["ask"]["stage_median_ms"] = {
-        k: round(statistics.median(r.timings[k] for r in ask_out if k in r.timings), 2) for k in stage_keys}
-    results["ask"]["stage_p95_ms"] = {
-        k: round(percentile([r.timings[k] for r in ask_out if k in r.timings], 95), 2) for k in stage_keys}
+    results["ask"]["stage_median_ms"] = stage_stat(ask_out, statistics.median)
+    results["ask"]["stage_p95_ms"] = stage_stat(ask_out, lambda v: percentile(v, 95))
     log(f"ask: p50 {results['ask']['p50_ms']} ms, p95 {results['ask']['p95_ms']} ms")
     assistant.close()
 
@@ -291,9 +333,10 @@ def run_query_phase(args: argparse.Namespace, queries: list[dict[str, Any]], emb
 
 def print_report(results: dict[str, Any]) -> None:
     env = results["environment"]
-    print(f"\n== bench_spine  {results['started_at']}  ({env['cpus']} CPUs, torch threads {env['torch_threads']}, "
-          f"load avg at start {env['loadavg_start']})")
-    print(f"model load {results['model_load_s']} s (excluded); warm-up {results.get('warm_up_s', '-')} s (excluded)")
+    print(f"\n== bench_spine  {results['started_at']}  ({env['cpus']} CPUs, "
+          f"torch threads {env['torch_threads']}, load avg at start {env['loadavg_start']})")
+    print(f"model load {results['model_load_s']} s (excluded); "
+          f"warm-up {results.get('warm_up_s', '-')} s (excluded)")
     if "ingest" in results:
         ing = results["ingest"]
         print(f"\nIngest  {ing['docs']} docs -> {ing['chunks']} chunks in {ing['seconds']} s = "
@@ -309,6 +352,12 @@ def print_report(results: dict[str, Any]) -> None:
             print(f"Raw encode in groups of {g['group']}: {g['chunks_per_s']} chunks/s")
         for label, ratio in results["ratio_ingest_over_raw"].items():
             print(f"Ratio ingest/raw ({label}): {ratio}  (target >= 0.9)")
+        cpu_ratio = [round(ing["chunks_per_cpu_s"] / r["chunks_per_cpu_s"], 3) for r in results["raw"]]
+        print(f"Ratio per CPU-second (less sensitive to other load): {cpu_ratio}")
+        pad = results["padding"]
+        print(f"Padding: {pad['real_tokens']} real tokens; padded {pad['raw_padded_tokens']} raw vs "
+              f"{pad['ingest_padded_tokens']} ingest ({pad['ingest_encode_calls']} encode calls) -> "
+              f"ratio expected from padding alone {pad['expected_ratio_from_padding']}")
         print(f"stored vs raw vectors: {results['vector_agreement']}"
               + (f"; pre-chunked == stored: {results['pre_chunked_equals_stored']}"
                  if "pre_chunked_equals_stored" in results else ""))
@@ -318,10 +367,11 @@ def print_report(results: dict[str, Any]) -> None:
               f"(Assistant warm-up {results['assistant_warm_up_s']} s, excluded)")
         for name in ("search", "ask"):
             r = results[name]
-            print(f"{name:6s} n={r['n']}  p50 {r['p50_ms']} ms  p95 {r['p95_ms']} ms  mean {r['mean_ms']} ms  "
-                  f"max {r['max_ms']} ms  (cpu/wall {r['cpu_per_wall']})")
-        print("ask stage medians (ms): " + ", ".join(f"{k} {v}" for k, v in results["ask"]["stage_median_ms"].items()))
-        print("ask stage p95 (ms):     " + ", ".join(f"{k} {v}" for k, v in results["ask"]["stage_p95_ms"].items()))
+            print(f"{name:6s} n={r['n']}  p50 {r['p50_ms']} ms  p95 {r['p95_ms']} ms  mean {r['mean_ms']} ms"
+                  f"  max {r['max_ms']} ms  (cpu/wall {r['cpu_per_wall']})")
+        for label, key in (("medians", "stage_median_ms"), ("p95", "stage_p95_ms")):
+            stages = results["ask"][key]
+            print(f"ask stage {label} (ms): " + ", ".join(f"{k} {v}" for k, v in stages.items()))
         print(f"ask p50 target < 60 ms: {'met' if results['ask']['p50_ms'] < 60 else 'NOT met'}")
     print(f"\nload avg at end {results['environment']['loadavg_end']}; total wall {results['total_s']} s")
 
@@ -329,13 +379,14 @@ def print_report(results: dict[str, Any]) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--beir", type=Path, default=DEFAULT_BEIR, help="BEIR SciFact folder (default: %(default)s)")
-    parser.add_argument("--docs", type=int, default=0, help="ingest only the first N documents (default: all)")
-    parser.add_argument("--queries", type=int, default=200, help="number of queries to time (default: %(default)s)")
-    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: leave as is)")
-    parser.add_argument("--index-dir", type=Path, default=None,
-                        help="use this index folder: reused as is (no ingestion) when it already holds an index, "
-                             "else ingested into and kept")
+    add = parser.add_argument
+    add("--beir", type=Path, default=DEFAULT_BEIR, help="BEIR SciFact folder (default: %(default)s)")
+    add("--docs", type=int, default=0, help="ingest only the first N documents (default: all)")
+    add("--queries", type=int, default=200, help="number of queries to time (default: %(default)s)")
+    add("--threads", type=int, default=None, help="torch.set_num_threads (default: leave as is)")
+    add("--index-dir", type=Path, default=None,
+        help="use this index folder: reused as is (no ingestion) when it already holds an index, "
+             "else ingested into and kept")
     parser.add_argument("--order", choices=("raw-first", "ingest-first", "sandwich"), default="raw-first",
                         help="raw encode before ingest, after it, or both (default: %(default)s)")
     parser.add_argument("--raw-grouped", action="store_true",
@@ -347,7 +398,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     started = time.perf_counter()
     results: dict[str, Any] = {
-        "started_at": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
+        "started_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
     }

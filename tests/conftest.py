@@ -1,0 +1,158 @@
+"""Shared fixtures: one real embedding model per test session, an index folder per test.
+
+Everything runs offline against the real model and real FAISS; every index lives in tmp_path.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import faiss
+import numpy as np
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+# Imported only after the offline switches above.
+from assistant.index import IndexStore  # noqa: E402
+from support import shared_embedder  # noqa: E402
+
+from assistant.embed import Embedder  # noqa: E402
+from assistant.ingest import Ingestor  # noqa: E402
+from assistant.settings import Settings  # noqa: E402
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
+
+@pytest.fixture(scope="session")
+def embedder() -> Embedder:
+    """The real all-MiniLM-L6-v2, loaded once per process (shared with tests using support.py)."""
+    return shared_embedder()
+
+
+@pytest.fixture(scope="session")
+def news_dir() -> Path:
+    path = SHARED / "corpus" / "news"
+    if not path.is_dir() or not any(path.glob("*.txt")):
+        pytest.skip(f"{path} is absent (tests that need ../shared skip without it)")
+    return path
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    # Explicit defaults, not from_env: ASSISTANT_* variables on the machine must not change tests.
+    return Settings(index_dir=tmp_path / "index")
+
+
+@pytest.fixture
+def ingestor(settings: Settings, embedder: Embedder) -> Ingestor:
+    return Ingestor(settings, embedder=embedder)
+
+
+def _check_index(folder: Path, embedder: Embedder) -> dict[str, int]:
+    """Open the index read-only and check that FAISS and SQLite agree exactly; return counts."""
+    with IndexStore.open(folder, embedder.name, embedder.dim) as store:
+        rows = store.db.execute('SELECT id, doc_id, ord, start, "end" FROM chunks').fetchall()
+        chunk_ids = {row[0] for row in rows}
+        vector_ids = set(faiss.vector_to_array(store.vectors.id_map).tolist())
+        assert store.vectors.ntotal == len(rows), "FAISS vector count != chunk rows"
+        assert vector_ids == chunk_ids, "FAISS ids and chunk row ids differ"
+        docs = store.documents()
+        per_doc = dict(store.db.execute("SELECT doc_id, COUNT(*) FROM chunks GROUP BY doc_id").fetchall())
+        for doc in docs:
+            assert per_doc.get(doc.id, 0) == doc.n_chunks, f"{doc.source}: n_chunks disagrees with rows"
+        assert set(per_doc) <= {d.id for d in docs}, "chunk rows without a document"
+        if rows:
+            some = rows[len(rows) // 2][0]
+            vector = store.vectors.reconstruct(int(some))
+            assert abs(float(np.linalg.norm(vector)) - 1.0) < 1e-3
+            hits = store.search(vector, 3)
+            assert hits and hits[0][0] == some and hits[0][1] > 0.99
+        integrity = store.db.execute("PRAGMA integrity_check").fetchone()[0]
+        assert integrity == "ok"
+        return {"documents": len(docs), "chunks": len(rows), "vectors": int(store.vectors.ntotal)}
+
+
+@pytest.fixture
+def check_index(embedder: Embedder) -> Callable[[Path], dict[str, int]]:
+    """`check_index(folder)` asserts the index is consistent and usable, and returns its counts."""
+    return lambda folder: _check_index(Path(folder), embedder)
+
+
+
+# -- document factories -------------------------------------------------------------------
+
+
+def _pdf_with_text(lines: list[str]) -> bytes:
+    """A minimal valid one-page PDF whose page shows `lines` in Helvetica (no PDF library needed)."""
+
+    def escape(s: str) -> str:
+        return s.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
+
+    ops = ["BT", "/F1 12 Tf", "14 TL", "72 720 Td", *(f"({escape(line)}) Tj T*" for line in lines), "ET"]
+    stream = "\n".join(ops).encode("latin-1")
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
+        b"/Resources << /Font << /F1 5 0 R >> >> >>",
+        b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(objects, 1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    return bytes(out)
+
+
+def _encrypted_pdf(path: Path) -> Path:
+    """A PDF that needs the password "secret" (RC4: pypdf's built-in cipher, no extra packages)."""
+    from pypdf import PdfWriter
+
+    writer = PdfWriter()
+    writer.add_blank_page(width=200, height=200)
+    writer.encrypt("secret", algorithm="RC4-128")
+    with open(path, "wb") as handle:
+        writer.write(handle)
+    return path
+
+
+def _docx(path: Path, title: str, paragraphs: list[str], table: list[list[str]] | None = None) -> Path:
+    import docx
+
+    document = docx.Document()
+    document.core_properties.title = title
+    for text in paragraphs:
+        document.add_paragraph(text)
+    if table:
+        grid = document.add_table(rows=len(table), cols=len(table[0]))
+        for r, row in enumerate(table):
+            for c, value in enumerate(row):
+                grid.cell(r, c).text = value
+    document.save(str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def pdf_with_text() -> Callable[[list[str]], bytes]:
+    return _pdf_with_text
+
+
+@pytest.fixture(scope="session")
+def encrypted_pdf() -> Callable[[Path], Path]:
+    return _encrypted_pdf
+
+
+@pytest.fixture(scope="session")
+def make_docx() -> Callable[..., Path]:
+    return _docx
