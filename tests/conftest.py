@@ -18,10 +18,10 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 # Imported only after the offline switches above.
-from assistant.index import IndexStore  # noqa: E402
 from support import shared_embedder  # noqa: E402
 
 from assistant.embed import Embedder  # noqa: E402
+from assistant.index import IndexStore  # noqa: E402
 from assistant.ingest import Ingestor  # noqa: E402
 from assistant.settings import Settings  # noqa: E402
 

@@ -8,11 +8,11 @@ import re
 from pathlib import Path
 
 import pytest
-from assistant.index import IndexStore
 
 from assistant import loaders
 from assistant.chunk import Chunk, Chunker
 from assistant.embed import Embedder
+from assistant.index import IndexStore
 from assistant.ingest import Ingestor
 from assistant.settings import Settings
 from assistant.text import normalize

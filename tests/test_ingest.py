@@ -15,9 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from assistant.index import IndexStore
 
 from assistant.embed import Embedder
+from assistant.index import IndexStore
 from assistant.ingest import Ingestor, IngestReport, document_id
 from assistant.settings import Settings
 

@@ -9,9 +9,9 @@ import time
 from pathlib import Path
 
 import pytest
-from assistant.index import DocumentRecord, IndexLockedError, IndexStore, ModelMismatchError, StoreError
 
 from assistant.embed import Embedder
+from assistant.index import DocumentRecord, IndexLockedError, IndexStore, ModelMismatchError, StoreError
 from assistant.ingest import Ingestor
 from assistant.settings import Settings
 

@@ -1,0 +1,176 @@
+"""One long-lived assistant for a server: model and index loaded once, shared by every request.
+
+The HTTP API (`assistant.server`) and the chat UI (`assistant.ui`) both talk to an
+`AssistantService`, never to the store directly, so they answer, ingest and remove alike.
+Reads run concurrently; writes (uploads, removals) are serialized by one lock, and readers pick
+up each committed index generation on their next question.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from assistant.atomic import atomic_write_bytes
+from assistant.embed import Embedder
+from assistant.feedback import FeedbackStore
+from assistant.index import DocumentRecord, IndexStore
+from assistant.ingest import Ingestor, IngestReport
+from assistant.loaders import is_supported
+from assistant.pipeline import AskResult, Assistant
+from assistant.retrieve import RetrievalResult
+from assistant.settings import Settings
+
+UPLOADS = "uploads"  # folder inside the index dir that keeps uploaded files (they are the sources)
+
+
+class UploadError(ValueError):
+    """An upload we refuse before touching the index (bad name, type or size)."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class StreamEvent:
+    """One event of a streamed answer: text pieces first, then one `final` with the full result."""
+
+    kind: str  # "token" | "final"
+    text: str = ""
+    result: AskResult | None = None
+
+
+def safe_filename(name: str) -> str:
+    """The last path component with anything but letters, digits, '.', '-', '_' and spaces replaced."""
+    base = re.split(r"[\\/]", name or "")[-1].strip().lstrip(".")
+    base = re.sub(r"[^\w.\- ]", "_", base)[:180]
+    if not base or base in {".", ".."}:
+        raise UploadError("the upload has no usable file name")
+    return base
+
+
+class AssistantService:
+    def __init__(self, settings: Settings | None = None, embedder: Embedder | None = None) -> None:
+        self.settings = settings or Settings.from_env()
+        self.embedder = embedder or Embedder(self.settings.model)
+        _ensure_index(self.settings, self.embedder)
+        self.assistant = Assistant(self.settings, self.embedder)
+        self.ingestor = Ingestor(self.settings, self.embedder)
+        self.feedback = FeedbackStore(self.settings.index_dir / "feedback.sqlite")
+        self.write_lock = threading.Lock()
+        self.ready = False
+
+    @property
+    def uploads_dir(self) -> Path:
+        return self.settings.index_dir / UPLOADS
+
+    def warm_up(self) -> None:
+        self.assistant.warm_up()
+        self.ready = True
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def answer_modes(self) -> list[str]:
+        """Answer backends a caller may pick per request (the first is the default)."""
+        return ["extractive"]
+
+    def ask(self, question: str, history: list[str] | None = None, top_k: int | None = None,
+            backend: str | None = None) -> AskResult:
+        _check_backend(backend, self.answer_modes())
+        return self.assistant.ask(question, history=history, top_k=top_k)
+
+    def ask_stream(self, question: str, history: list[str] | None = None, top_k: int | None = None,
+                   backend: str | None = None) -> Iterator[StreamEvent]:
+        """Answer text in pieces, then the full result (the extractive answer streams word by word)."""
+        result = self.ask(question, history=history, top_k=top_k, backend=backend)
+        for piece in re.findall(r"\S+\s*", result.answer):
+            yield StreamEvent("token", piece)
+        yield StreamEvent("final", result=result)
+
+    def search(self, query: str, top_k: int | None = None, mode: str = "hybrid") -> RetrievalResult:
+        return self.assistant.search(query, top_k=top_k, mode=mode)
+
+    def documents(self) -> list[DocumentRecord]:
+        self.assistant.retriever.lexical()  # picks up a newer generation first
+        return self.assistant.store.documents()
+
+    def document_text(self, doc_id: str, start: int, end: int) -> str | None:
+        """Characters [start, end) of a document's text, from its stored chunks (for previews)."""
+        chunks = self.assistant.store.document_chunks(doc_id, start, end)
+        if not chunks:
+            return None
+        text, covered = "", start
+        for c in chunks:  # chunks overlap; take from each only what the previous ones did not cover
+            if c.end > covered:
+                text += c.text[max(covered, c.start) - c.start : min(end, c.end) - c.start]
+                covered = min(end, c.end)
+        return text
+
+    def stats(self) -> dict[str, object]:
+        self.assistant.retriever.lexical()
+        return {**self.assistant.store.stats(), "ready": self.ready}
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def check_upload(self, filename: str, size: int) -> str:
+        """Validate before reading the body further: returns the sanitized name or raises UploadError."""
+        name = safe_filename(filename)
+        if not is_supported(Path(name)):
+            raise UploadError(f"{name}: unsupported file type; upload .txt, .md, .html, .htm, .pdf or .docx", 415)
+        limit = self.settings.max_upload_mb * 1024 * 1024
+        if size > limit:
+            raise UploadError(f"{name}: {size / 1e6:.1f} MB is over the {self.settings.max_upload_mb:g} MB upload "
+                              "limit (ASSISTANT_MAX_UPLOAD_MB)", 413)
+        return name
+
+    def ingest_uploads(self, files: list[tuple[str, bytes]]) -> IngestReport:
+        """Save each (name, bytes) under uploads/ and ingest them; a file that fails is removed again.
+
+        Names are sanitized and validated first; nothing is written when any name is refused.
+        """
+        checked = [(self.check_upload(name, len(data)), data) for name, data in files]
+        with self.write_lock:
+            self.uploads_dir.mkdir(parents=True, exist_ok=True)
+            saved: list[Path] = []
+            for name, data in checked:
+                path = self.uploads_dir / name
+                atomic_write_bytes(path, data)
+                saved.append(path)
+            report = self.ingestor.ingest_paths(saved, progress=False)
+            for r in report.failed:
+                failed = Path(r.source)
+                if failed.parent == self.uploads_dir.resolve() and self.assistant.store.document_by_source(r.source) is None:
+                    failed.unlink(missing_ok=True)
+        self.assistant.retriever.lexical()
+        return report
+
+    def remove(self, doc_id: str) -> bool:
+        """Remove one document (and its uploaded file, if it was an upload). False when unknown."""
+        with self.write_lock:
+            report = self.ingestor.remove([doc_id])
+            removed = [r for r in report.results if r.status == "removed"]
+            for r in removed:
+                path = Path(r.source)
+                if path.parent == self.uploads_dir.resolve():
+                    path.unlink(missing_ok=True)
+        self.assistant.retriever.lexical()
+        return bool(removed)
+
+    def close(self) -> None:
+        self.assistant.close()
+        self.feedback.close()
+
+
+def _check_backend(backend: str | None, modes: list[str]) -> None:
+    if backend is not None and backend not in modes:
+        raise ValueError(f"unknown answer backend {backend!r}; use one of {', '.join(modes)}")
+
+
+def _ensure_index(settings: Settings, embedder: Embedder) -> None:
+    """Create an empty index when there is none, so a server can start before the first upload."""
+    if not (settings.index_dir / "index.sqlite").exists():
+        IndexStore.open(settings.index_dir, embedder.name, embedder.dim, writable=True).close()
