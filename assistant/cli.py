@@ -1,4 +1,4 @@
-"""`assistant` command line: ingest, remove, documents, search, ask, eval.
+"""`assistant` command line: ingest, remove, documents, search, ask, eval, bench.
 
 Exit codes: 0 success; 1 some file failed to ingest or an eval gate was missed; 2 bad usage
 or an index that cannot be used (the message says what to do).
@@ -72,6 +72,18 @@ def build_parser() -> argparse.ArgumentParser:
     for gate in ("accuracy", "citation-precision", "citation-recall", "evidence-hit", "abstention-accuracy"):
         p.add_argument(f"--min-{gate}", type=float, metavar="X", help=f"exit 1 when {gate.replace('-', ' ')} < X")
     p.add_argument("--max-false-abstention", type=float, metavar="X", help="exit 1 when the false-abstention rate > X")
+
+    p = sub.add_parser("bench", parents=[common], help="benchmarks (retrieval quality on a BEIR dataset)")
+    bench_sub = p.add_subparsers(dest="bench_command", required=True)
+    b = bench_sub.add_parser("retrieval", parents=[common], help="nDCG@10, Recall@10/100 of dense, BM25 and hybrid")
+    b.add_argument("--beir", type=Path, required=True, metavar="DIR", help="BEIR folder: corpus.jsonl, queries.jsonl, qrels/")
+    b.add_argument("--split", default="test", help="qrels split to report (default: test)")
+    b.add_argument("--tune", action="store_true", help="tune BM25 and fusion settings on --tune-split first")
+    b.add_argument("--tune-split", default="train", help="split to tune on (default: train)")
+    b.add_argument("--modes", nargs="+", choices=["dense", "bm25", "hybrid"], default=["dense", "bm25", "hybrid"])
+    b.add_argument("--bench-dir", type=Path, help="bench index folder (default: under ~/.cache/assistant/beir)")
+    b.add_argument("--cache-dir", type=Path, help="embedding cache folder (default: ~/.cache/assistant/embeddings)")
+    b.add_argument("--json", type=Path, dest="json_out", help="write the reports as JSON here")
     return parser
 
 
@@ -229,6 +241,20 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.markdown:
         args.markdown.write_text(report.markdown())
     return _gates(args, report.totals)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from assistant.bench import run_retrieval_bench
+
+    reports = run_retrieval_bench(args.beir, split=args.split, settings=_settings(args), tune=args.tune,
+                                  tune_split=args.tune_split, cache_dir=args.cache_dir, index_dir=args.bench_dir,
+                                  modes=args.modes, log=lambda line: print(line, file=sys.stderr, flush=True))
+    for n, report in enumerate(reports):
+        print(("tuned on " + args.tune_split + ": " if n else "") + report.table())
+        print()
+    if args.json_out:
+        args.json_out.write_text(json.dumps([r.to_json() for r in reports], indent=2))
+    return 0
 
 
 def _gates(args: argparse.Namespace, t: dict[str, Any]) -> int:

@@ -1,9 +1,11 @@
-"""Hybrid retrieval: FAISS dense search + BM25 (bm25s), fused by reciprocal rank fusion.
+"""Hybrid retrieval: FAISS dense search + BM25 (bm25s), fused by weighted reciprocal rank fusion.
 
-Fusion uses ranks, never raw scores, so cosine similarities and BM25 scores need no common
-scale. Near-duplicate passages (term-set Jaccard above a threshold) collapse into the best one.
-The BM25 index and corpus statistics are built from the store's chunks on first use and
-rebuilt when the store's generation changes.
+RRF uses ranks, never raw scores, so cosine similarities and BM25 scores need no common scale
+("relative" fusion min-max normalizes each list first). Stages are public so a benchmark can tune
+fusion on cached candidate lists with the very code `run()` uses: `candidates()`, `fuse()`, `rank()`.
+Near-duplicate passages (term-set Jaccard above a threshold) collapse into the best one. The BM25 index comes from the store's committed generation (saved at commit, memory-mapped here)
+and is reloaded when the generation changes; with other BM25 settings it is built from the stored
+chunk terms instead.
 """
 
 from __future__ import annotations
@@ -12,13 +14,16 @@ import math
 import threading
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import bm25s
 import numpy as np
 
 from assistant.embed import Embedder
 from assistant.index import IndexStore
+from assistant.index.store import bm25_params_key
 from assistant.settings import Settings
 from assistant.text import content_terms
 
@@ -65,18 +70,80 @@ class CorpusStats:
 
 
 class _Lexical:
-    def __init__(self, ids: list[int], terms: list[list[str]]) -> None:
+    """BM25 over the store's chunks, corpus statistics, and per chunk (doc id, term set) for
+    near-duplicate checks and document aggregation (looked up lazily when BM25 was loaded)."""
+
+    MAX_CACHED = 200_000
+
+    def __init__(self, ids: Sequence[int], bm25: bm25s.BM25 | None, stats: CorpusStats,
+                 store: IndexStore | None = None, title_weight: int = 1, source: str = "built") -> None:
         self.ids = ids
-        self.terms = [frozenset(t) for t in terms]
+        self.bm25 = bm25
+        self.stats = stats
+        self.source = source
+        self._store = store
+        self._title_weight = title_weight
+        self._docs: dict[int, str] = {}
+        self._terms: dict[int, frozenset[str]] = {}
+
+    @classmethod
+    def build(cls, ids: list[int], terms: list[list[str]], doc_ids: list[str], settings: Settings,
+              store: IndexStore | None = None) -> _Lexical:
+        sets = [frozenset(t) for t in terms]
         df: Counter[str] = Counter()
-        for t in self.terms:
+        for t in sets:
             df.update(t)
-        self.stats = CorpusStats(df, len(ids))
-        self.position = {chunk_id: i for i, chunk_id in enumerate(ids)}
-        self.bm25: bm25s.BM25 | None = None
+        bm25 = None
         if ids:
-            self.bm25 = bm25s.BM25()
-            self.bm25.index([t or [""] for t in terms], show_progress=False)
+            bm25 = bm25s.BM25(k1=settings.bm25_k1, b=settings.bm25_b)
+            bm25.index([t or [""] for t in terms], show_progress=False)
+        lexical = cls(ids, bm25, CorpusStats(df, len(ids)), store, settings.bm25_title_weight, "built")
+        lexical._docs = dict(zip(ids, doc_ids, strict=True))
+        lexical._terms = dict(zip(ids, sets, strict=True))
+        return lexical
+
+    @classmethod
+    def load(cls, folder: Path, store: IndexStore, title_weight: int) -> _Lexical:
+        """A BM25 index saved by the store at commit (memory-mapped), with its chunk ids."""
+        bm25 = bm25s.BM25.load(str(folder), mmap=True, show_progress=False)
+        ids = np.load(folder / "chunk_ids.npy")
+        per_token = np.diff(np.asarray(bm25.scores["indptr"]))
+        df = Counter({token: int(per_token[i]) for token, i in bm25.vocab_dict.items() if token})
+        return cls(ids, bm25, CorpusStats(df, len(ids)), store, title_weight, "loaded")
+
+    def prefetch_docs(self, chunk_ids: Sequence[int]) -> None:
+        missing = [c for c in chunk_ids if c not in self._docs]
+        if missing and self._store is not None:
+            if len(self._docs) > self.MAX_CACHED:
+                self._docs = {}
+            self._docs.update(self._store.chunk_docs(missing))
+
+    def prefetch_terms(self, chunk_ids: Sequence[int]) -> None:
+        missing = [c for c in chunk_ids if c not in self._terms]
+        if missing and self._store is not None:
+            if len(self._terms) > self.MAX_CACHED:
+                self._terms = {}
+            self._terms.update(self._store.chunk_term_sets(missing, self._title_weight))
+
+    def doc_of(self, chunk_id: int) -> str | None:
+        if chunk_id not in self._docs:
+            self.prefetch_docs([chunk_id])
+        return self._docs.get(chunk_id)
+
+    def term_set(self, chunk_id: int) -> frozenset[str] | None:
+        if chunk_id not in self._terms:
+            self.prefetch_terms([chunk_id])
+        return self._terms.get(chunk_id)
+
+
+@dataclass
+class Candidates:
+    """The per-retriever candidate lists for one query, best first: (chunk id, score)."""
+
+    dense: list[tuple[int, float]]
+    sparse: list[tuple[int, float]]
+    vector: np.ndarray | None
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 class HybridRetriever:
@@ -89,30 +156,45 @@ class HybridRetriever:
         self._lock = threading.Lock()
 
     def lexical(self) -> _Lexical:
+        """BM25 for the store's committed generation: loaded from the generation's saved BM25 when its
+        parameters match the settings, else built in memory from the stored chunk terms."""
         with self._lock:
             generation = self.store.generation
             if self._lexical is None or generation != self._generation:
                 self.store.reload_if_changed(self._generation if self._lexical else -1)
-                ids: list[int] = []
-                terms: list[list[str]] = []
-                for chunk in self.store.iter_chunks():
-                    ids.append(chunk.id)
-                    terms.append(content_terms(f"{chunk.title}\n{chunk.text}"))
-                self._lexical = _Lexical(ids, terms)
+                self._lexical = self._load_lexical()
                 self._generation = generation
             return self._lexical
+
+    def _load_lexical(self) -> _Lexical:
+        s = self.settings
+        folder, params = self.store.bm25_files()
+        if folder is not None and params == bm25_params_key(s.bm25_k1, s.bm25_b, s.bm25_title_weight):
+            try:
+                return _Lexical.load(folder, self.store, s.bm25_title_weight)
+            except (OSError, ValueError, KeyError):
+                pass  # removed by a newer commit just now, or unreadable: build instead
+        ids, doc_ids, terms = self.store.lexical_corpus(s.bm25_title_weight)
+        return _Lexical.build(ids, terms, doc_ids, s, self.store)
 
     @property
     def stats(self) -> CorpusStats:
         return self.lexical().stats
 
-    def run(self, query: str, top_k: int | None = None, mode: str = "hybrid") -> RetrievalResult:
+    def candidates(self, query: str, mode: str = "hybrid", depth: int | None = None,
+                   settings: Settings | None = None) -> Candidates:
+        """Dense and/or BM25 candidates, `depth` (default settings.candidates) from each.
+
+        With `prf_weight` > 0 the dense search runs twice: the second time with the query vector
+        moved toward the mean vector of the first ranking's top `prf_depth` chunks (Rocchio
+        pseudo-relevance feedback; in hybrid mode the first ranking is the fused one, so BM25's
+        evidence also steers the dense search)."""
         if mode not in MODES:
             raise ValueError(f"unknown retrieval mode {mode!r}; use one of {', '.join(MODES)}")
-        top_k = top_k or self.settings.top_k
-        timings: dict[str, float] = {}
+        s = settings or self.settings
         lexical = self.lexical()
-        n = self.settings.candidates
+        n = depth or s.candidates
+        timings: dict[str, float] = {}
         dense: list[tuple[int, float]] = []
         sparse: list[tuple[int, float]] = []
         vector = None
@@ -129,38 +211,111 @@ class HybridRetriever:
             if q_terms:
                 k = min(n, len(lexical.ids))
                 docs, scores = lexical.bm25.retrieve([q_terms], k=k, show_progress=False)
-                sparse = [(lexical.ids[int(d)], float(s)) for d, s in zip(docs[0], scores[0], strict=True) if s > 0]
+                sparse = [(int(lexical.ids[int(d)]), float(s)) for d, s in zip(docs[0], scores[0], strict=True)
+                          if s > 0]
             timings["bm25_ms"] = _ms(t0)
+        if s.prf_weight > 0 and vector is not None and dense:
+            t0 = time.perf_counter()
+            dense = self._feedback(vector, dense, sparse, n, s)
+            timings["prf_ms"] = _ms(t0)
+        return Candidates(dense, sparse, vector, timings)
 
-        t0 = time.perf_counter()
+    def _feedback(self, vector: np.ndarray, dense: list[tuple[int, float]], sparse: list[tuple[int, float]],
+                  n: int, s: Settings) -> list[tuple[int, float]]:
+        first = self.fuse(dense, sparse, s)
+        top = sorted(first, key=lambda i: -first[i])[: s.prf_depth]
+        try:
+            vectors = self.store.vectors.reconstruct_batch(np.asarray(top, dtype=np.int64))
+        except RuntimeError:
+            return dense
+        moved = vector + s.prf_weight * vectors.mean(axis=0)
+        moved /= max(float(np.linalg.norm(moved)), 1e-12)
+        return self.store.search(moved.astype(np.float32), n)
+
+    def fuse(self, dense: list[tuple[int, float]], sparse: list[tuple[int, float]],
+             settings: Settings | None = None) -> dict[int, float]:
+        """Fused score per candidate chunk (higher is better), as configured by the settings."""
+        s = settings or self.settings
         fused: dict[int, float] = {}
-        for ranking in (dense, sparse):
-            for rank, (chunk_id, _score) in enumerate(ranking):
-                fused[chunk_id] = fused.get(chunk_id, 0.0) + 1.0 / (self.settings.rrf_k + rank + 1)
-        order = sorted(fused, key=lambda i: -fused[i])
-        dense_info = {cid: (rank + 1, score) for rank, (cid, score) in enumerate(dense)}
-        sparse_info = {cid: (rank + 1, score) for rank, (cid, score) in enumerate(sparse)}
+        weighted = [(dense, s.dense_weight), (sparse, s.bm25_weight)]
+        if not dense or not sparse:  # one retriever alone: keep its own order
+            weighted = [(dense or sparse, 1.0)]
+        if s.fusion == "rrf":
+            for ranking, weight in weighted:
+                for rank, (chunk_id, _score) in enumerate(ranking):
+                    fused[chunk_id] = fused.get(chunk_id, 0.0) + weight / (s.rrf_k + rank + 1)
+        elif s.fusion == "relative":
+            for ranking, weight in weighted:
+                if not ranking:
+                    continue
+                top, low = ranking[0][1], ranking[-1][1]
+                span = top - low
+                for chunk_id, score in ranking:
+                    norm = (score - low) / span if span > 0 else 1.0
+                    fused[chunk_id] = fused.get(chunk_id, 0.0) + weight * norm
+        elif s.fusion == "zscore":
+            for ranking, weight in weighted:
+                if not ranking:
+                    continue
+                values = np.asarray([score for _cid, score in ranking], dtype=np.float64)
+                mean, std = float(values.mean()), float(values.std())
+                for chunk_id, score in ranking:
+                    norm = (score - mean) / std if std > 0 else 0.0
+                    fused[chunk_id] = fused.get(chunk_id, 0.0) + weight * (norm + 3.0)
+        else:
+            raise ValueError(f"unknown fusion {s.fusion!r}; use rrf, relative or zscore")
+        if s.doc_weight:
+            lexical = self.lexical()
+            lexical.prefetch_docs(list(fused))
+            per_doc: dict[str | None, float] = {}
+            for chunk_id, score in fused.items():
+                doc = lexical.doc_of(chunk_id)
+                per_doc[doc] = per_doc.get(doc, 0.0) + score
+            fused = {cid: score + s.doc_weight * (per_doc[lexical.doc_of(cid)] - score)
+                     for cid, score in fused.items()}
+        return fused
+
+    def rank(self, dense: list[tuple[int, float]], sparse: list[tuple[int, float]], top_k: int,
+             settings: Settings | None = None) -> list[tuple[int, float]]:
+        """Fuse, order, and collapse near-duplicates: the final (chunk id, fused score) list."""
+        fused = self.fuse(dense, sparse, settings)
+        lexical = self.lexical()
+        threshold = (settings or self.settings).near_duplicate_jaccard
         kept: list[int] = []
+        order = sorted(fused, key=lambda i: -fused[i])
+        lexical.prefetch_terms(order[: 2 * top_k + 10])
         for chunk_id in order:
             if len(kept) >= top_k:
                 break
-            if self._near_duplicate(lexical, chunk_id, kept):
+            if self._near_duplicate(lexical, chunk_id, kept, threshold):
                 continue
             kept.append(chunk_id)
-        records = self.store.chunks(kept)
+        return [(cid, fused[cid]) for cid in kept]
+
+    def run(self, query: str, top_k: int | None = None, mode: str = "hybrid",
+            candidates: int | None = None) -> RetrievalResult:
+        """The top_k passages; `candidates` per retriever overrides settings.candidates for this call."""
+        top_k = top_k or self.settings.top_k
+        found = self.candidates(query, mode, candidates)
+        timings = found.timings
+        t0 = time.perf_counter()
+        ranked = self.rank(found.dense, found.sparse, top_k)
+        dense_info = {cid: (rank + 1, score) for rank, (cid, score) in enumerate(found.dense)}
+        sparse_info = {cid: (rank + 1, score) for rank, (cid, score) in enumerate(found.sparse)}
+        records = self.store.chunks([cid for cid, _ in ranked])
         passages = []
-        for chunk_id in kept:
+        for chunk_id, fused in ranked:
             rec = records.get(chunk_id)
             if rec is None:
                 continue
             d_rank, d_score = dense_info.get(chunk_id, (None, None))
             b_rank, b_score = sparse_info.get(chunk_id, (None, None))
-            if d_score is None and vector is not None:
-                d_score = self._cosine(vector, chunk_id)
+            if d_score is None and found.vector is not None:
+                d_score = self._cosine(found.vector, chunk_id)
             passages.append(Passage(rec.id, rec.doc_id, rec.title, rec.source, rec.start, rec.end, rec.text,
-                                    round(fused[chunk_id], 6), d_score, b_score, d_rank, b_rank))
+                                    round(fused, 6), d_score, b_score, d_rank, b_rank))
         timings["fuse_ms"] = _ms(t0)
-        return RetrievalResult(query, passages, timings, vector)
+        return RetrievalResult(query, passages, timings, found.vector)
 
     def _cosine(self, vector: np.ndarray, chunk_id: int) -> float | None:
         try:
@@ -168,15 +323,16 @@ class HybridRetriever:
         except RuntimeError:
             return None
 
-    def _near_duplicate(self, lexical: _Lexical, chunk_id: int, kept: list[int]) -> bool:
-        pos = lexical.position.get(chunk_id)
-        if pos is None:
+    def _near_duplicate(self, lexical: _Lexical, chunk_id: int, kept: list[int], threshold: float) -> bool:
+        mine = lexical.term_set(chunk_id)
+        if mine is None:
             return False
-        mine = lexical.terms[pos]
         for other in kept:
-            theirs = lexical.terms[lexical.position[other]]
+            theirs = lexical.term_set(other)
+            if theirs is None:
+                continue
             union = len(mine | theirs)
-            if union and len(mine & theirs) / union >= self.settings.near_duplicate_jaccard:
+            if union and len(mine & theirs) / union >= threshold:
                 return True
         return False
 

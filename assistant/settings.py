@@ -35,6 +35,29 @@ class Settings:
     candidates: int = 50  # per retriever, before fusion
     rrf_k: int = 60
     near_duplicate_jaccard: float = 0.8
+    # Fusion of the dense and BM25 lists: "rrf" (weighted reciprocal rank fusion, k = rrf_k),
+    # "relative" (weighted sum of min-max normalized scores) or "zscore" (of standardized scores). Tuned on BEIR SciFact train with
+    # `assistant bench retrieval --tune` (benchmarks/RESULTS.md).
+    fusion: str = "rrf"
+    dense_weight: float = 1.0
+    bm25_weight: float = 1.0
+    # Extra fused score for a chunk: doc_weight x the fused scores of its document's other chunks.
+    doc_weight: float = 0.0
+    # Dense pseudo-relevance feedback: query vector + prf_weight x mean of the top prf_depth chunks.
+    prf_weight: float = 0.0
+    prf_depth: int = 3
+    # BM25 (bm25s, Lucene variant) over content_terms of title x bm25_title_weight + chunk text.
+    bm25_k1: float = 1.5
+    bm25_b: float = 0.75
+    bm25_title_weight: int = 1
+    # Vector index: "flat" (exact), "hnsw" (approximate, float32), "hnsw_sq8" (approximate, 8-bit
+    # scalar quantized) or "auto" (flat below approx_threshold vectors, hnsw_sq8 from there on).
+    index_type: str = "auto"
+    approx_threshold: int = 200_000
+    hnsw_m: int = 32
+    hnsw_ef_construction: int = 80
+    hnsw_ef_search: int = 64
+    ann_rerank: bool = True  # re-score the approximate top 2k exactly from the flat vectors
     # Extractive answers.
     max_answer_sentences: int = 1
     abstain_threshold: float = 0.445  # calibrated with `assistant eval --calibrate`

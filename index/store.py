@@ -1,10 +1,17 @@
-"""One index folder: `index.sqlite` (documents, chunks, manifest) + `vectors-<gen>.faiss`.
+"""One index folder: `index.sqlite` (documents, chunks, chunk terms, manifest), `vectors-<gen>.faiss`
+(exact vectors, the source of truth), and per generation optionally `ann-<gen>.faiss` (an
+approximate HNSW index, used for search once the index is large) and `bm25-<gen>/` (the BM25
+index, so readers load it instead of rebuilding it).
 
 Crash safety: changes go into one SQLite transaction and the in-memory FAISS index. `commit()`
-writes the FAISS index to a new generation file (temp, fsync, rename), records that file name
-in the same SQLite transaction, commits, then deletes the old file. A crash at any point leaves
-either the old (file, rows) pair or the new one, never a mix. One writer at a time: a second
-writer gets IndexLockedError instead of corrupting the index.
+writes the generation's files (temp, fsync, rename), records their names in the same SQLite
+transaction, commits, then deletes the old files. A crash at any point leaves either the old
+(files, rows) set or the new one, never a mix; a writer removes uncommitted leftovers on open.
+One writer at a time: a second writer gets IndexLockedError instead of corrupting the index.
+
+Index type (`Settings.index_type`): "flat" searches the exact vectors; "hnsw" / "hnsw_sq8" build
+an HNSW graph (float32 / 8-bit scalar-quantized vectors); "auto" is flat below
+`approx_threshold` vectors and hnsw_sq8 from there on. Readers memory-map the vector files.
 """
 
 from __future__ import annotations
@@ -12,17 +19,22 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shutil
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import IO
 
+import bm25s
 import faiss
 import numpy as np
 
 from assistant.atomic import fsync_dir
+from assistant.settings import Settings
+from assistant.text import content_terms
 
 SCHEMA_VERSION = 1
 
@@ -47,7 +59,91 @@ CREATE TABLE IF NOT EXISTS chunks (
     text TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS chunks_doc ON chunks(doc_id, ord);
+CREATE TABLE IF NOT EXISTS chunk_terms (
+    chunk_id INTEGER PRIMARY KEY REFERENCES chunks(id) ON DELETE CASCADE,
+    terms TEXT NOT NULL
+);
 """
+
+INDEX_TYPES = ("auto", "flat", "hnsw", "hnsw_sq8")
+_READ_FLAGS = faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY
+
+
+def resolve_index_type(index_type: str, n_vectors: int, threshold: int) -> str:
+    """The index kind actually used: "flat", "hnsw" or "hnsw_sq8"."""
+    if index_type not in INDEX_TYPES:
+        raise StoreError(f"unknown index_type {index_type!r}; use one of {', '.join(INDEX_TYPES)}")
+    if index_type == "auto":
+        return "hnsw_sq8" if n_vectors >= threshold else "flat"
+    return index_type
+
+
+def build_ann(vectors: np.ndarray, ids: np.ndarray, kind: str, m: int = 32, ef_construction: int = 80) -> faiss.Index:
+    """An approximate inner-product index (IndexIDMap over HNSW) holding `vectors` under `ids`."""
+    dim = vectors.shape[1]
+    inner: faiss.Index
+    if kind == "hnsw":
+        inner = faiss.IndexHNSWFlat(dim, m, faiss.METRIC_INNER_PRODUCT)
+    elif kind == "hnsw_sq8":
+        inner = faiss.IndexHNSWSQ(dim, faiss.ScalarQuantizer.QT_8bit, m,  # type: ignore[arg-type]
+                                  faiss.METRIC_INNER_PRODUCT)
+        sample = vectors[np.random.default_rng(0).choice(len(vectors), min(len(vectors), 100_000), replace=False)]
+        inner.train(np.ascontiguousarray(sample, dtype=np.float32))
+    else:
+        raise StoreError(f"{kind!r} is not an approximate index type")
+    inner.hnsw.efConstruction = ef_construction
+    index = faiss.IndexIDMap(inner)
+    for start in range(0, len(vectors), 100_000):
+        index.add_with_ids(np.ascontiguousarray(vectors[start : start + 100_000], dtype=np.float32),
+                           np.ascontiguousarray(ids[start : start + 100_000], dtype=np.int64))
+    return index
+
+
+def set_ef_search(index: faiss.Index, ef: int) -> None:
+    inner = faiss.downcast_index(index.index if isinstance(index, faiss.IndexIDMap) else index)
+    if hasattr(inner, "hnsw"):
+        inner.hnsw.efSearch = ef
+
+
+def search_vectors(flat: faiss.Index, ann: faiss.Index | None, query: np.ndarray, k: int, ef_search: int,
+                   rerank: bool = True) -> list[tuple[int, float]]:
+    """Top k (id, inner product). With an approximate index: its top max(2k, k + 20), then exact
+    re-scoring of those from the flat vectors (memory-mapped for readers), which lifts recall and
+    gives exact cosines."""
+    q = np.asarray(query, dtype=np.float32).reshape(1, -1)
+    if ann is None:
+        scores, ids = flat.search(q, min(k, flat.ntotal))
+        return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i != -1]
+    wanted = min(max(2 * k, k + 20) if rerank else k, ann.ntotal)
+    set_ef_search(ann, max(ef_search, wanted))
+    scores, ids = ann.search(q, wanted)
+    found = [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i != -1]
+    if rerank and found:
+        keys = np.asarray([i for i, _ in found], dtype=np.int64)
+        exact = flat.reconstruct_batch(keys) @ q[0]
+        found = sorted(zip(keys.tolist(), exact.tolist(), strict=True), key=lambda pair: -pair[1])
+    return found[:k]
+
+
+def all_vectors(index: faiss.Index) -> tuple[np.ndarray, np.ndarray]:
+    """(vectors, ids) of an IndexIDMap2 over a flat index."""
+    ids = faiss.vector_to_array(index.id_map).astype(np.int64)  # type: ignore[attr-defined]
+    inner = faiss.downcast_index(index.index)  # type: ignore[attr-defined]
+    vectors = inner.reconstruct_n(0, inner.ntotal) if inner.ntotal else np.zeros((0, inner.d), np.float32)
+    return vectors, ids
+
+
+@lru_cache(maxsize=4096)
+def _title_terms_cached(title: str) -> tuple[str, ...]:
+    return tuple(content_terms(title))
+
+
+def _title_terms(title: str) -> list[str]:
+    return list(_title_terms_cached(title))
+
+
+def bm25_params_key(k1: float, b: float, title_weight: int) -> str:
+    return json.dumps({"k1": float(k1), "b": float(b), "title_weight": int(title_weight), "format": 1}, sort_keys=True)
 
 
 class StoreError(Exception):
@@ -93,14 +189,24 @@ _CHUNK_SELECT = (
 
 
 class IndexStore:
-    """Open with `IndexStore.open(folder, model_name, dim)`; use as a context manager."""
+    """Open with `IndexStore.open(folder, model_name, dim)`; use as a context manager.
 
-    def __init__(self, folder: Path, model_name: str, dim: int, writable: bool) -> None:
+    `settings` (default: `Settings.from_env()`) gives the index type, HNSW and BM25 parameters
+    used when committing; readers take whatever the committed generation holds.
+    """
+
+    def __init__(self, folder: Path, model_name: str, dim: int, writable: bool,
+                 settings: Settings | None = None) -> None:
         self.folder = folder
         self.model_name = model_name
         self.dim = dim
         self.writable = writable
+        self.settings = settings or Settings.from_env()
         self._lock_handle: IO[str] | None = None
+        self.ann: faiss.Index | None = None
+        self.ann_kind = "flat"
+        self._added: list[int] = []
+        self._removed = False
         if writable:
             self._acquire_lock()
         try:
@@ -110,8 +216,8 @@ class IndexStore:
             self.db.execute("PRAGMA foreign_keys=ON")
             self.db.execute("PRAGMA busy_timeout=10000")
             self._init_schema()
-            self.vectors = self._load_vectors()
             self._in_tx = False
+            self.vectors = self._load_vectors()
         except BaseException:
             self._release_lock()
             raise
@@ -119,7 +225,8 @@ class IndexStore:
     # -- opening ----------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, folder: Path | str, model_name: str, dim: int, writable: bool = False) -> IndexStore:
+    def open(cls, folder: Path | str, model_name: str, dim: int, writable: bool = False,
+             settings: Settings | None = None) -> IndexStore:
         folder = Path(folder).expanduser()
         if writable:
             folder.mkdir(parents=True, exist_ok=True)
@@ -128,7 +235,7 @@ class IndexStore:
                 f"no index at {folder}: run `assistant ingest PATH` first (or pass --index-dir / set "
                 "ASSISTANT_INDEX_DIR to an existing index)"
             )
-        return cls(folder, model_name, dim, writable)
+        return cls(folder, model_name, dim, writable, settings)
 
     @staticmethod
     def read_manifest(folder: Path | str) -> dict[str, str]:
@@ -191,6 +298,8 @@ class IndexStore:
             )
         if int(meta.get("schema_version", 0)) != SCHEMA_VERSION:
             raise StoreError(f"index at {self.folder} has schema {meta.get('schema_version')}; rebuild it")
+        if self.writable:
+            self.db.executescript(_SCHEMA)  # adds tables that older indexes lack (chunk_terms)
 
     def _meta(self) -> dict[str, str]:
         try:
@@ -203,30 +312,44 @@ class IndexStore:
         return int(self._meta().get("generation", 0))
 
     def _load_vectors(self) -> faiss.Index:
+        """The exact vectors (and the approximate index, into self.ann) of the committed generation.
+
+        Readers memory-map the files (pages load on use); a writer reads them into memory.
+        """
         index: faiss.Index
+        flags = 0 if self.writable else _READ_FLAGS
         for _attempt in range(5):
-            name = self._meta().get("vectors_file", "")
+            meta = self._meta()
+            name, ann_name = meta.get("vectors_file", ""), meta.get("ann_file", "")
             if not name:
                 index = faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
+                self.ann, self.ann_kind = None, "flat"
                 break
             try:
-                index = faiss.read_index(str(self.folder / name))
+                index = faiss.read_index(str(self.folder / name), flags)
+                self.ann = faiss.read_index(str(self.folder / ann_name), flags) if ann_name else None
+                self.ann_kind = meta.get("ann_kind", "flat") if ann_name else "flat"
                 break
             except RuntimeError:
                 # A writer may have committed a newer generation and removed this file just now.
                 time.sleep(0.05)
         else:
             raise StoreError(f"index at {self.folder} is missing {name}; rebuild it with `assistant ingest`")
+        if self.ann is not None:
+            set_ef_search(self.ann, self.settings.hnsw_ef_search)
+        self._added, self._removed = [], False
         if self.writable:
-            self._remove_stale_files(keep=name)
+            self._remove_stale_files(keep={name, ann_name, meta.get("bm25_dir", "")})
         return index
 
-    def _remove_stale_files(self, keep: str) -> None:
-        for path in self.folder.glob("vectors-*.faiss*"):
-            if path.name != keep:
-                path.unlink(missing_ok=True)
-        for path in self.folder.glob(".vectors-*.tmp"):
-            path.unlink(missing_ok=True)
+    def _remove_stale_files(self, keep: set[str]) -> None:
+        for pattern in ("vectors-*.faiss*", "ann-*.faiss*", "bm25-*"):
+            for path in self.folder.glob(pattern):
+                if path.name not in keep:
+                    shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+        for pattern in (".vectors-*.tmp", ".ann-*.tmp", ".bm25-*.tmp"):
+            for path in self.folder.glob(pattern):
+                shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
 
     def reload_if_changed(self, generation: int) -> bool:
         """For readers: pick up a newer committed generation. True when something changed."""
@@ -284,10 +407,69 @@ class IndexStore:
                 "model": meta.get("model"), "dim": int(meta.get("dim", 0)), "generation": int(meta.get("generation", 0))}
 
     def search(self, query: np.ndarray, k: int) -> list[tuple[int, float]]:
+        """The k nearest chunks by inner product: from the approximate index when the generation has
+        one (and nothing changed since; see `search_vectors`), else exact."""
         if self.vectors.ntotal == 0:
             return []
-        scores, ids = self.vectors.search(np.asarray(query, dtype=np.float32).reshape(1, -1), min(k, self.vectors.ntotal))
-        return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i != -1]
+        ann = self.ann if self.ann is not None and not self._added and not self._removed else None
+        return search_vectors(self.vectors, ann, query, k, self.settings.hnsw_ef_search, self.settings.ann_rerank)
+
+    # -- lexical side -----------------------------------------------------------------------
+
+    def bm25_files(self) -> tuple[Path | None, str]:
+        """The committed generation's BM25 folder (or None) and the parameters it was built with."""
+        meta = self._meta()
+        name = meta.get("bm25_dir", "")
+        return (self.folder / name if name else None), meta.get("bm25_params", "")
+
+    def lexical_corpus(self, title_weight: int) -> tuple[list[int], list[str], list[list[str]]]:
+        """(chunk ids, doc ids, BM25 term lists) in chunk id order: the title's terms `title_weight`
+        times, then the chunk's stored terms (tokenized now for chunks stored without them)."""
+        ids: list[int] = []
+        docs: list[str] = []
+        terms: list[list[str]] = []
+        titles: dict[str, list[str]] = {}
+        rows = self.db.execute(
+            "SELECT c.id, c.doc_id, d.title, t.terms, c.text FROM chunks c JOIN documents d ON d.id = c.doc_id "
+            "LEFT JOIN chunk_terms t ON t.chunk_id = c.id ORDER BY c.id"
+        ) if self._has_table("chunk_terms") else (
+            (r[0], r[1], r[7], None, r[6]) for r in self.db.execute(f"{_CHUNK_SELECT} ORDER BY c.id"))
+        for chunk_id, doc_id, title, stored, text in rows:
+            title_terms = titles.get(doc_id)
+            if title_terms is None:
+                title_terms = titles[doc_id] = content_terms(title) if title_weight > 0 else []
+            body = stored.split() if stored is not None else content_terms(text)
+            ids.append(chunk_id)
+            docs.append(doc_id)
+            terms.append(title_terms * title_weight + body)
+        return ids, docs, terms
+
+    def chunk_docs(self, ids: Sequence[int]) -> dict[int, str]:
+        """Per chunk id: its document id."""
+        found: dict[int, str] = {}
+        for start in range(0, len(ids), 500):
+            part = [int(i) for i in ids[start : start + 500]]
+            marks = ",".join("?" * len(part))
+            found.update(self.db.execute(f"SELECT id, doc_id FROM chunks WHERE id IN ({marks})", part).fetchall())
+        return found
+
+    def chunk_term_sets(self, ids: Sequence[int], title_weight: int) -> dict[int, frozenset[str]]:
+        """Per chunk id: the set of its BM25 terms (for near-duplicate checks)."""
+        found: dict[int, frozenset[str]] = {}
+        has_terms = self._has_table("chunk_terms")
+        for start in range(0, len(ids), 500):
+            part = [int(i) for i in ids[start : start + 500]]
+            marks = ",".join("?" * len(part))
+            sql = (f"SELECT c.id, d.title, {'t.terms' if has_terms else 'NULL'}, c.text FROM chunks c "
+                   "JOIN documents d ON d.id = c.doc_id "
+                   f"{'LEFT JOIN chunk_terms t ON t.chunk_id = c.id ' if has_terms else ''}WHERE c.id IN ({marks})")
+            for chunk_id, title, stored, text in self.db.execute(sql, part):
+                body = stored.split() if stored is not None else content_terms(text)
+                found[chunk_id] = frozenset((_title_terms(title) if title_weight > 0 else []) + body)
+        return found
+
+    def _has_table(self, name: str) -> bool:
+        return self.db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone() is not None
 
     # -- writing ----------------------------------------------------------------------------
 
@@ -315,10 +497,13 @@ class IndexStore:
                 (doc.id, ordinal, start, end, n_tokens, text),
             )
             ids.append(cursor.lastrowid)
+            self.db.execute("INSERT INTO chunk_terms(chunk_id, terms) VALUES (?, ?)",
+                            (cursor.lastrowid, " ".join(content_terms(text))))
         if len(ids) != len(vectors):
             raise StoreError(f"{doc.source}: {len(ids)} chunks but {len(vectors)} vectors")
         if ids:
             self.vectors.add_with_ids(np.asarray(vectors, dtype=np.float32), np.asarray(ids, dtype=np.int64))
+            self._added.extend(int(i) for i in ids if i is not None)
 
     def remove_document(self, doc_id: str) -> bool:
         self._begin()
@@ -330,6 +515,7 @@ class IndexStore:
         if old:
             self.vectors.remove_ids(np.asarray(old, dtype=np.int64))  # type: ignore[arg-type]
             self.db.execute("DELETE FROM chunks WHERE doc_id = ?", (doc_id,))
+            self._removed = True
 
     def commit(self) -> None:
         """Make every change since the last commit durable, atomically."""
@@ -337,21 +523,75 @@ class IndexStore:
             return
         generation = self.generation + 1
         name = f"vectors-{generation:08d}.faiss"
-        tmp = self.folder / f".{name}.tmp"
-        faiss.write_index(self.vectors, str(tmp))
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, self.folder / name)
+        self._write_index(self.vectors, name)
+        ann_name, ann_kind = self._commit_ann(generation)
+        bm25_name, bm25_params = self._commit_bm25(generation)
         fsync_dir(self.folder)
-        old = self._meta().get("vectors_file", "")
+        meta = self._meta()
+        old = [meta.get("vectors_file", ""), meta.get("ann_file", ""), meta.get("bm25_dir", "")]
         self.db.executemany(
             "INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
-            [("vectors_file", name), ("generation", str(generation))],
+            [("vectors_file", name), ("generation", str(generation)), ("ann_file", ann_name), ("ann_kind", ann_kind),
+             ("bm25_dir", bm25_name), ("bm25_params", bm25_params)],
         )
         self.db.execute("COMMIT")
         self._in_tx = False
-        if old:
-            (self.folder / old).unlink(missing_ok=True)
+        self._added, self._removed = [], False
+        for stale in old:
+            if stale and stale not in (name, ann_name, bm25_name):
+                path = self.folder / stale
+                shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+
+    def _write_index(self, index: faiss.Index, name: str) -> None:
+        tmp = self.folder / f".{name}.tmp"
+        faiss.write_index(index, str(tmp))
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, self.folder / name)
+
+    def _commit_ann(self, generation: int) -> tuple[str, str]:
+        """Write the approximate index for this generation when the index type asks for one.
+
+        Additions extend the previous graph; a removal (HNSW cannot delete) rebuilds it."""
+        s = self.settings
+        kind = resolve_index_type(s.index_type, int(self.vectors.ntotal), s.approx_threshold)
+        if kind == "flat" or self.vectors.ntotal == 0:
+            self.ann, self.ann_kind = None, "flat"
+            return "", "flat"
+        if self.ann is not None and self.ann_kind == kind and not self._removed:
+            if self._added:
+                ids = np.asarray(self._added, dtype=np.int64)
+                vectors = np.stack([self.vectors.reconstruct(int(i)) for i in ids]).astype(np.float32)
+                self.ann.add_with_ids(vectors, ids)
+        else:
+            vectors, ids = all_vectors(self.vectors)
+            self.ann = build_ann(vectors, ids, kind, s.hnsw_m, s.hnsw_ef_construction)
+            self.ann_kind = kind
+        set_ef_search(self.ann, s.hnsw_ef_search)
+        name = f"ann-{generation:08d}.faiss"
+        self._write_index(self.ann, name)
+        return name, kind
+
+    def _commit_bm25(self, generation: int) -> tuple[str, str]:
+        """Build and save the BM25 index of this generation (from the stored chunk terms)."""
+        s = self.settings
+        ids, _docs, terms = self.lexical_corpus(s.bm25_title_weight)
+        if not ids:
+            return "", ""
+        bm25 = bm25s.BM25(k1=s.bm25_k1, b=s.bm25_b)
+        bm25.index([t or [""] for t in terms], show_progress=False)
+        name = f"bm25-{generation:08d}"
+        tmp = self.folder / f".{name}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        bm25.save(str(tmp), show_progress=False)
+        np.save(tmp / "chunk_ids.npy", np.asarray(ids, dtype=np.int64))
+        for path in tmp.iterdir():
+            with open(path, "rb") as handle:
+                os.fsync(handle.fileno())
+        fsync_dir(tmp)
+        shutil.rmtree(self.folder / name, ignore_errors=True)
+        os.replace(tmp, self.folder / name)
+        return name, bm25_params_key(s.bm25_k1, s.bm25_b, s.bm25_title_weight)
 
     def rollback(self) -> None:
         if self._in_tx:
