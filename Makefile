@@ -25,10 +25,11 @@ $(VENV)/.installed: $(BIN)/activate pyproject.toml constraints.txt
 
 setup: $(VENV)/.installed
 
-# Built-in default: index the project's own docs and answer a sample question.
+# Built-in default: index the project's own docs, then serve the chat UI, API and embed page
+# on http://127.0.0.1:7860 (Ctrl-C stops it).
 run: setup
 	$(BIN)/assistant --index-dir .demo-index ingest README.md ARCHITECTURE.md docs
-	$(BIN)/assistant --index-dir .demo-index ask "How do I run the tests?"
+	$(BIN)/assistant --index-dir .demo-index serve
 
 test: setup /usr/bin/chromium
 	$(BIN)/ruff check assistant index prompts ui tests benchmarks

@@ -1,4 +1,4 @@
-"""`assistant` command line: ingest, remove, documents, search, ask, eval, bench.
+"""`assistant` command line: ingest, remove, documents, search, ask, eval, bench, serve, feedback.
 
 Exit codes: 0 success; 1 some file failed to ingest or an eval gate was missed; 2 bad usage
 or an index that cannot be used (the message says what to do).
@@ -23,9 +23,22 @@ def _common() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--index-dir", default=argparse.SUPPRESS,
                         help="index folder (default: $ASSISTANT_INDEX_DIR or ~/.local/share/assistant/index)")
-    common.add_argument("--model", default=argparse.SUPPRESS,
-                        help="embedding model name or folder (default: all-MiniLM-L6-v2)")
+    common.add_argument("--embedding-model", default=argparse.SUPPRESS,
+                        help="embedding model name or folder (default: $ASSISTANT_MODEL or all-MiniLM-L6-v2)")
     return common
+
+
+def _llm_options(p: argparse.ArgumentParser) -> None:
+    """Answer-backend flags (ask, eval, serve); each defaults to its ASSISTANT_* setting."""
+    p.add_argument("--backend", choices=["extractive", "openai", "local"],
+                   help="who writes the answer (default: $ASSISTANT_BACKEND or extractive)")
+    p.add_argument("--model", dest="llm_model", metavar="MODEL",
+                   help="LLM: a model name for --backend openai, a GGUF file (or 'smollm2') for --backend local")
+    p.add_argument("--llm-base-url", metavar="URL",
+                   help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8080/v1 (default: $OPENAI_BASE_URL)")
+    p.add_argument("--llm-api-key", metavar="KEY",
+                   help="API key (default: $ASSISTANT_LLM_API_KEY or $OPENAI_API_KEY; prefer the variables)")
+    p.add_argument("--prompts-dir", metavar="DIR", help="a folder of your own prompt templates (answer.j2, condense.j2)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("ask", parents=[common], help="answer a question with citations")
     p.add_argument("question")
+    _llm_options(p)
     p.add_argument("--history", action="append", default=[], metavar="EARLIER_QUESTION",
                    help="an earlier question of the conversation (repeat, oldest first)")
     p.add_argument("--session", help="keep the conversation under this name (stored beside the index)")
@@ -64,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", parents=[common], help="score against a golden Q&A file (JSON Lines)")
     p.add_argument("golden", type=Path)
+    _llm_options(p)
+    p.add_argument("--calibrate-verifier", action="store_true",
+                   help="also print the citation-verifier threshold the golden set supports (ASSISTANT_VERIFY_THRESHOLD)")
     p.add_argument("--corpus", nargs="+", help="ingest these paths first (incremental)")
     p.add_argument("--top-k", type=int)
     p.add_argument("--json", type=Path, dest="json_out", help="write the full report as JSON here")
@@ -84,15 +101,47 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--bench-dir", type=Path, help="bench index folder (default: under ~/.cache/assistant/beir)")
     b.add_argument("--cache-dir", type=Path, help="embedding cache folder (default: ~/.cache/assistant/embeddings)")
     b.add_argument("--json", type=Path, dest="json_out", help="write the reports as JSON here")
+
+    p = sub.add_parser("serve", parents=[common], help="chat UI, JSON API and embeddable page on one port")
+    _llm_options(p)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=int, default=7860, help="port (default: 7860)")
+    p.add_argument("--api-key", default=os.environ.get("ASSISTANT_API_KEY") or None,
+                   help="require 'Authorization: Bearer KEY' on /api and KEY as the UI password "
+                        "(default: $ASSISTANT_API_KEY; prefer the variable: flags show in `ps`)")
+    p.add_argument("--allow-origin", action="append", metavar="ORIGIN",
+                   help="CORS: a browser origin allowed to call the API, e.g. https://portal.example.com "
+                        "(repeat; default: $ASSISTANT_ALLOWED_ORIGINS, comma-separated; none)")
+    p.add_argument("--frame-ancestors", action="append", metavar="SOURCE",
+                   help="who may show /ui and /embed in a frame (CSP frame-ancestors; repeat; "
+                        "default: $ASSISTANT_FRAME_ANCESTORS or 'self')")
+    p.add_argument("--insecure-no-auth", action="store_true",
+                   help="allow a non-loopback --host without an API key (trusted networks only)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="CPU threads per model or vector-search call (default: 1; concurrent requests use the "
+                        "other cores, and concurrent questions share one model call)")
+
+    p = sub.add_parser("feedback", parents=[common], help="thumbs up/down given in the chat UI")
+    feedback_sub = p.add_subparsers(dest="feedback_command", required=True)
+    f = feedback_sub.add_parser("export", parents=[common],
+                                help="write the feedback as golden-file seeds (JSON Lines) to review")
+    f.add_argument("--out", type=Path, metavar="FILE", help="write here (default: standard output)")
     return parser
 
 
 def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
-    return Settings.from_env(index_dir=getattr(args, "index_dir", None), model=getattr(args, "model", None), **extra)
+    llm = {name: getattr(args, name, None) for name in ("backend", "llm_model", "llm_base_url", "llm_api_key", "prompts_dir")}
+    return Settings.from_env(index_dir=getattr(args, "index_dir", None), model=getattr(args, "embedding_model", None),
+                             **llm, **extra)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        if any(a == "--model" or a.startswith("--model=") for a in unknown):
+            parser.error("--model names the LLM (ask, eval, serve); the embedding model flag is --embedding-model")
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     from assistant.index import StoreError
 
     try:
@@ -194,6 +243,8 @@ def cmd_ask(args: argparse.Namespace) -> int:
     if session_file:
         session_file.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(session_file, json.dumps({"questions": (history + [args.question])[-20:]}))
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
         return 0
@@ -202,8 +253,16 @@ def cmd_ask(args: argparse.Namespace) -> int:
         print()
         for c in result.citations:
             print(f"[{c.n}] {c.title[:70]} — {Path(c.source).name}, chars {c.start}-{c.end} (chunk {c.chunk_id})")
+    if result.unsupported:
+        print("\nnot supported by the sources they cite" + (" (marked [unverified]):" if "start" in result.unsupported[0]
+                                                          else " (removed):"))
+        for u in result.unsupported:
+            print(f"- {u['sentence']}  ({u['reason']})")
     if result.standalone_question != result.question:
         print(f"\n(read as: {result.standalone_question})")
+    if result.backend != "extractive" or result.fallback_reason:
+        model = f" ({result.model})" if result.model else ""
+        print(f"\n(answered by {result.backend}{model}" + (f"; {result.fallback_reason})" if result.fallback_reason else ")"))
     return 0
 
 
@@ -227,9 +286,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
     with _open(args, **({"abstain_threshold": 0.0} if calibrating else {})) as assistant:
         report = ev.evaluate(assistant, items, top_k=args.top_k, problems=problems)
         configured = _settings(args).abstain_threshold
+        verifier = ev.calibrate_verifier(assistant, items, top_k=args.top_k) if args.calibrate_verifier else None
     print(report.table())
     print()
     print(report.summary())
+    if verifier:
+        print(f"\nverifier calibration: {verifier['positives']} supported and {verifier['negatives']} unsupported "
+              f"(sentence, passage) pairs from the golden set; threshold {verifier['threshold']} "
+              f"({verifier['false_negatives']} supported held back, {verifier['false_positives']} unsupported let through; "
+              f"configured ASSISTANT_VERIFY_THRESHOLD is {assistant.settings.verify_threshold})")
     if calibrating:
         print("\nthreshold  correct  false-abst  abstained-unanswerable  balanced")
         for row in ev.calibrate(report.results):
@@ -254,6 +319,54 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print()
     if args.json_out:
         args.json_out.write_text(json.dumps([r.to_json() for r in reports], indent=2))
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from assistant.server import ServerConfig, check_exposure, check_origins, normalize_frame_ancestors, parse_list
+
+    config = ServerConfig(
+        host=args.host, port=args.port, api_key=args.api_key or None, insecure_no_auth=args.insecure_no_auth,
+        allowed_origins=check_origins(parse_list(args.allow_origin or os.environ.get("ASSISTANT_ALLOWED_ORIGINS"))),
+        frame_ancestors=normalize_frame_ancestors(
+            parse_list(args.frame_ancestors or os.environ.get("ASSISTANT_FRAME_ANCESTORS"))),
+    )
+    check_exposure(config)  # before loading anything
+    from assistant.server import serve, set_compute_threads
+    from assistant.service import AssistantService
+
+    settings = _settings(args)
+    set_compute_threads(args.threads)
+    print(f"Loading the model and the index at {settings.index_dir} ...", flush=True)
+    service = AssistantService(settings)
+    try:
+        serve(service, config)
+    except KeyboardInterrupt:
+        pass  # Ctrl-C: uvicorn has shut down cleanly
+    finally:
+        service.close()
+    return 0
+
+
+def cmd_feedback(args: argparse.Namespace) -> int:
+    from assistant.feedback import FeedbackStore
+
+    path = _settings(args).index_dir / "feedback.sqlite"
+    if not path.exists():
+        print(f"no feedback yet ({path} does not exist)", file=sys.stderr)
+        if args.out:
+            args.out.write_text("")
+        return 0
+    store = FeedbackStore(path)
+    try:
+        if args.out:
+            count = store.export_jsonl(args.out)
+            print(f"wrote {count} feedback item(s) to {args.out}", file=sys.stderr)
+        else:
+            for item in store.items():
+                print(json.dumps(item.to_golden_seed(), ensure_ascii=False))
+    finally:
+        store.close()
     return 0
 
 

@@ -89,6 +89,12 @@ class ItemResult:
     confidence: float
     latency_ms: float
     answer: str
+    backend: str = "extractive"  # who answered (an LLM backend, or extractive when it fell back)
+    fallback: bool = False  # an LLM was asked for but the answer came from the fallback
+    unsupported: int = 0  # generated sentences the verifier rejected
+    ttft_ms: float | None = None
+    tokens_per_s: float | None = None
+    model: str = ""
 
 
 def _contains_any(haystack: str, needles: list[str]) -> bool:
@@ -98,8 +104,8 @@ def _contains_any(haystack: str, needles: list[str]) -> bool:
 
 def score_item(item: GoldenItem, result: AskResult, latency_ms: float) -> ItemResult:
     correct = None
-    if item.answerable:
-        correct = not result.abstained and _contains_any(result.answer, item.answers)
+    if item.answerable:  # sentences marked unsupported do not count: only what citations vouch for
+        correct = not result.abstained and _contains_any(result.verified_answer(), item.answers)
     evidence_hit = None
     if item.evidence:
         evidence_hit = any(_contains_any(p.text, item.evidence) for p in result.passages)
@@ -110,7 +116,9 @@ def score_item(item: GoldenItem, result: AskResult, latency_ms: float) -> ItemRe
         if item.answerable and item.evidence and _contains_any(passage_text, item.evidence):
             good += 1
     return ItemResult(item.id, item.question, item.answerable, result.abstained, correct, evidence_hit,
-                      len(result.citations), good, result.confidence, round(latency_ms, 1), result.answer)
+                      len(result.citations), good, result.confidence, round(latency_ms, 1), result.answer,
+                      result.backend, result.fallback_reason is not None, len(result.unsupported),
+                      result.timings.get("llm_ttft_ms"), result.timings.get("llm_tokens_per_s"), result.model)
 
 
 def _ratio(num: int, den: int) -> float | None:
@@ -140,6 +148,28 @@ def totals(results: list[ItemResult]) -> dict[str, Any]:
         "false_abstention_rate": _ratio(sum(1 for r in answerable if r.abstained), len(answerable)),
         "latency_p50_ms": round(statistics.median(latencies), 1) if latencies else None,
         "latency_p95_ms": round(_percentile(latencies, 95), 1) if latencies else None,
+        **_llm_totals(results),
+    }
+
+
+def _llm_totals(results: list[ItemResult]) -> dict[str, Any]:
+    """Generative runs only: who answered, fallbacks, rejected sentences, speed, model."""
+    asked = [r for r in results if r.model or r.backend != "extractive"]
+    if not asked:
+        return {}
+    ttft = sorted(r.ttft_ms for r in asked if r.ttft_ms is not None)
+    rates = [r.tokens_per_s for r in asked if r.tokens_per_s is not None]
+    by: dict[str, int] = {}
+    for r in results:
+        by[r.backend] = by.get(r.backend, 0) + 1
+    return {
+        "answered_by": by,
+        "fallbacks": sum(1 for r in results if r.fallback),
+        "unsupported_sentences": sum(r.unsupported for r in results),
+        "llm_model": next((r.model for r in asked if r.model), ""),
+        "llm_calls": len(rates) or len(ttft),
+        "ttft_p50_ms": round(statistics.median(ttft), 1) if ttft else None,
+        "tokens_per_s_mean": round(statistics.mean(rates), 1) if rates else None,
     }
 
 
@@ -164,14 +194,19 @@ class EvalReport:
                 "settings": self.settings}
 
     def table(self) -> str:
-        rows = [f"{'id':<10} {'ok':<4} {'abst':<5} {'evid':<5} {'cites':<6} {'conf':>6} {'ms':>7}  question"]
+        generative = any(r.model or r.backend != "extractive" for r in self.results)
+        by = f" {'by':<11}" if generative else ""
+        rows = [f"{'id':<10} {'ok':<4} {'abst':<5} {'evid':<5} {'cites':<6} {'conf':>6} {'ms':>7}{by}  question"]
         for r in self.results:
             ok = "-" if r.correct is None else ("yes" if r.correct else "NO")
             if not r.answerable:
                 ok = "yes" if r.abstained else "NO"
             evid = "-" if r.evidence_hit is None else ("yes" if r.evidence_hit else "no")
+            who = f" {r.backend + ('*' if r.fallback else ''):<11}" if generative else ""
             rows.append(f"{r.id:<10} {ok:<4} {str(r.abstained).lower():<5} {evid:<5} "
-                        f"{r.good_citations}/{r.citations:<4} {r.confidence:>6.3f} {r.latency_ms:>7.1f}  {r.question[:70]}")
+                        f"{r.good_citations}/{r.citations:<4} {r.confidence:>6.3f} {r.latency_ms:>7.1f}{who}  {r.question[:70]}")
+        if generative:
+            rows.append("(by: who answered; * = fell back from the LLM)")
         return "\n".join(rows)
 
     def summary(self) -> str:
@@ -184,6 +219,10 @@ class EvalReport:
             f"abstention accuracy  {t['abstained_unanswerable']}/{t['unanswerable']} = {_fmt(t['abstention_accuracy'])}",
             f"false abstentions    {t['false_abstentions']}/{t['answerable']} = {_fmt(t['false_abstention_rate'])}",
             f"latency p50 / p95    {t['latency_p50_ms']} / {t['latency_p95_ms']} ms",
+            *([f"answered by          {', '.join(f'{k} {v}' for k, v in t['answered_by'].items())} "
+               f"({t['fallbacks']} fallbacks, {t['unsupported_sentences']} unsupported sentences)",
+               f"LLM                  {t['llm_model']}: {t['llm_calls']} calls, time to first token p50 "
+               f"{t['ttft_p50_ms']} ms, {t['tokens_per_s_mean']} tokens/s"] if "answered_by" in t else []),
         ])
 
     def markdown(self) -> str:
@@ -207,14 +246,24 @@ def _fmt(value: Any) -> str:
 
 
 def evaluate(assistant: Assistant, items: list[GoldenItem], top_k: int | None = None,
-             problems: list[str] | None = None) -> EvalReport:
+             problems: list[str] | None = None, backend: str | None = None) -> EvalReport:
+    """Ask every item (LLM backends stream, so time to first token is measured) and score it."""
+    name = backend or assistant.settings.backend
     results = []
     for item in items:
         started = time.perf_counter()
-        result = assistant.ask(item.question, history=item.history, top_k=top_k)
+        if name == "extractive":
+            result = assistant.ask(item.question, history=item.history, top_k=top_k, backend=name)
+        else:
+            events = assistant.ask_events(item.question, history=item.history, top_k=top_k, backend=name)
+            result = next(e.result for e in events if e.kind == "final" and e.result is not None)
         results.append(score_item(item, result, (time.perf_counter() - started) * 1000))
-    settings = {"abstain_threshold": assistant.settings.abstain_threshold, "top_k": top_k or assistant.settings.top_k,
-                "model": assistant.settings.model}
+    s = assistant.settings
+    settings = {"abstain_threshold": s.abstain_threshold, "top_k": top_k or s.top_k, "model": s.model, "backend": name}
+    if name != "extractive":
+        settings.update(llm_model=s.llm_model, verify_threshold=s.verify_threshold,
+                        unsupported_policy=s.unsupported_policy, fallback=s.fallback,
+                        llm_context_tokens=s.llm_context_tokens, llm_threads=s.llm_threads)
     return EvalReport(results, totals(results), problems or [], settings)
 
 
@@ -235,3 +284,48 @@ def calibrate(results: list[ItemResult]) -> list[dict[str, Any]]:
                       "abstained_unanswerable": abst_ok,
                       "balanced": round((correct / max(len(answerable), 1) + abst_ok / max(len(unanswerable), 1)) / 2, 4)})
     return table
+
+
+def calibrate_verifier(assistant: Assistant, items: list[GoldenItem], top_k: int | None = None) -> dict[str, Any]:
+    """The verifier threshold the golden set supports (see `verifier_pairs`, `verify.choose_threshold`)."""
+    from assistant.verify import Verifier, choose_threshold
+
+    verifier = Verifier(assistant.embedder, assistant.settings.verify_threshold)
+    pairs = verifier_pairs(assistant, items, top_k)
+    for pair in pairs:
+        support = verifier.support(pair.text, pair.source_text)
+        pair.score, pair.numbers_ok = support.score, support.numbers_ok
+    return choose_threshold(pairs)
+
+
+def verifier_pairs(assistant: Assistant, items: list[GoldenItem], top_k: int | None = None) -> list[Any]:
+    """Labelled (text, passage) pairs for calibrating the citation verifier, from the golden set.
+
+    Positives: each extractive quote and each golden evidence string, paired with the retrieved
+    passages that hold it, plus a shortened quote (every third word left out: a claim that says
+    less than its source is still supported). Negatives: the same texts paired with retrieved
+    passages that do not hold them and do not overlap one that does (hard negatives: same topic,
+    retrieved for the same question).
+    """
+    from assistant.verify import Pair
+
+    pairs: list[Pair] = []
+    for item in items:
+        result = assistant.ask(item.question, history=item.history, top_k=top_k, backend="extractive")
+        texts = [(c.quote, True) for c in result.citations] + [(e, False) for e in item.evidence]
+        for text, is_quote in texts:
+            holders = [p for p in result.passages if normalize(text) in normalize(p.text)]
+            if not holders:
+                continue
+            variants = [text]
+            if is_quote:
+                words = text.split()
+                if len(words) >= 9:
+                    variants.append(" ".join(w for i, w in enumerate(words) if i % 3 != 2))
+            for p in result.passages:
+                overlaps = any(h.doc_id == p.doc_id and h.start < p.end and p.start < h.end for h in holders)
+                positive = p in holders
+                if not positive and overlaps:
+                    continue
+                pairs.extend(Pair(v, p.text, positive) for v in variants)
+    return pairs

@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 from assistant.atomic import atomic_write_bytes
@@ -20,7 +19,7 @@ from assistant.feedback import FeedbackStore
 from assistant.index import DocumentRecord, IndexStore
 from assistant.ingest import Ingestor, IngestReport
 from assistant.loaders import is_supported
-from assistant.pipeline import AskResult, Assistant
+from assistant.pipeline import AskResult, Assistant, StreamEvent  # StreamEvent is defined in pipeline now
 from assistant.retrieve import RetrievalResult
 from assistant.settings import Settings
 
@@ -33,15 +32,6 @@ class UploadError(ValueError):
     def __init__(self, message: str, status: int = 400) -> None:
         super().__init__(message)
         self.status = status
-
-
-@dataclass
-class StreamEvent:
-    """One event of a streamed answer: text pieces first, then one `final` with the full result."""
-
-    kind: str  # "token" | "final"
-    text: str = ""
-    result: AskResult | None = None
 
 
 def safe_filename(name: str) -> str:
@@ -75,21 +65,24 @@ class AssistantService:
     # -- reading ------------------------------------------------------------------------------
 
     def answer_modes(self) -> list[str]:
-        """Answer backends a caller may pick per request (the first is the default)."""
-        return ["extractive"]
+        """Answer backends a caller may pick per request (the first is the default): extractive
+        and each configured LLM backend (assistant.llm.configured_backends)."""
+        modes = self.assistant.answer_backends()
+        default = self.settings.backend
+        return [default, *(m for m in modes if m != default)] if default in modes else modes
 
     def ask(self, question: str, history: list[str] | None = None, top_k: int | None = None,
             backend: str | None = None) -> AskResult:
         _check_backend(backend, self.answer_modes())
-        return self.assistant.ask(question, history=history, top_k=top_k)
+        return self.assistant.ask(question, history=history, top_k=top_k, backend=backend)
 
     def ask_stream(self, question: str, history: list[str] | None = None, top_k: int | None = None,
                    backend: str | None = None) -> Iterator[StreamEvent]:
-        """Answer text in pieces, then the full result (the extractive answer streams word by word)."""
-        result = self.ask(question, history=history, top_k=top_k, backend=backend)
-        for piece in re.findall(r"\S+\s*", result.answer):
-            yield StreamEvent("token", piece)
-        yield StreamEvent("final", result=result)
+        """Answer text in pieces, then the full result: an LLM backend streams its tokens (the
+        final answer is the verified one; `result.revised` says it differs from the draft), the
+        extractive answer streams word by word. "status"/"warning" events may come in between."""
+        _check_backend(backend, self.answer_modes())
+        yield from self.assistant.ask_events(question, history=history, top_k=top_k, backend=backend)
 
     def search(self, query: str, top_k: int | None = None, mode: str = "hybrid") -> RetrievalResult:
         return self.assistant.search(query, top_k=top_k, mode=mode)
@@ -136,14 +129,21 @@ class AssistantService:
         with self.write_lock:
             self.uploads_dir.mkdir(parents=True, exist_ok=True)
             saved: list[Path] = []
+            previous: dict[Path, bytes] = {}  # a re-upload that fails puts the indexed version back
             for name, data in checked:
                 path = self.uploads_dir / name
+                if path.is_file():
+                    previous[path.resolve()] = path.read_bytes()
                 atomic_write_bytes(path, data)
                 saved.append(path)
             report = self.ingestor.ingest_paths(saved, progress=False)
             for r in report.failed:
                 failed = Path(r.source)
-                if failed.parent == self.uploads_dir.resolve() and self.assistant.store.document_by_source(r.source) is None:
+                if failed.parent != self.uploads_dir.resolve():
+                    continue
+                if failed in previous:
+                    atomic_write_bytes(failed, previous[failed])
+                elif self.assistant.store.document_by_source(r.source) is None:
                     failed.unlink(missing_ok=True)
         self.assistant.retriever.lexical()
         return report
@@ -167,7 +167,7 @@ class AssistantService:
 
 def _check_backend(backend: str | None, modes: list[str]) -> None:
     if backend is not None and backend not in modes:
-        raise ValueError(f"unknown answer backend {backend!r}; use one of {', '.join(modes)}")
+        raise ValueError(f"answer backend {backend!r} is unknown or not configured; use one of {', '.join(modes)}")
 
 
 def _ensure_index(settings: Settings, embedder: Embedder) -> None:

@@ -67,6 +67,24 @@ class Settings:
     max_file_mb: float = 512.0
     # Server.
     max_upload_mb: float = 50.0
+    # Generative answers (assistant.generate): "extractive" (default, needs nothing), "openai"
+    # (any OpenAI-compatible endpoint) or "local" (llama.cpp in-process via xllamacpp).
+    backend: str = "extractive"
+    llm_model: str = ""  # openai: model name (empty: the endpoint's first model); local: GGUF path or "smollm2"
+    llm_base_url: str = ""  # empty: $OPENAI_BASE_URL, else api.openai.com
+    llm_api_key: str = field(default="", repr=False)  # empty: $OPENAI_API_KEY; never printed
+    llm_timeout: float = 60.0  # seconds per request (and between streamed chunks)
+    llm_max_retries: int = 2  # on connection errors, 429 and 5xx, with exponential backoff
+    llm_threads: int = 1  # local: llama.cpp threads (they spin-wait: keep 1 on a shared 2-core box)
+    llm_context_tokens: int = 2048  # the model's context window (local: the server's n_ctx)
+    llm_answer_tokens: int = 256  # room kept for the answer; also its max_tokens
+    llm_max_sources: int = 5  # passages offered to the model at most (then the context budget decides)
+    llm_temperature: float = 0.0
+    llm_gate: bool = True  # abstain without asking the LLM when retrieval confidence < abstain_threshold
+    prompts_dir: str = ""  # a folder of your own templates (answer.j2, condense.j2) overriding prompts/
+    verify_threshold: float = 0.77  # support score a cited sentence needs (`eval --calibrate-verifier`)
+    unsupported_policy: str = "mark"  # unsupported generated sentences: "mark" or "remove"
+    fallback: str = "extractive"  # when no generated sentence is supported: "extractive" or "abstain"
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:

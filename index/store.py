@@ -293,7 +293,7 @@ class IndexStore:
             raise ModelMismatchError(
                 f"index at {self.folder} was built with embedding model {meta.get('model')!r} "
                 f"(dim {meta.get('dim')}), but {self.model_name!r} (dim {self.dim}) is configured. "
-                f"Use --model {meta.get('model')!r}, or rebuild: delete {self.folder} (or pick a new "
+                f"Use --embedding-model {meta.get('model')!r}, or rebuild: delete {self.folder} (or pick a new "
                 "--index-dir) and run `assistant ingest PATH` again"
             )
         if int(meta.get("schema_version", 0)) != SCHEMA_VERSION:

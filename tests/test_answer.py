@@ -80,7 +80,11 @@ def test_follow_up_uses_history(assistant: Assistant) -> None:
 def test_json_shape_is_stable(assistant: Assistant) -> None:
     data = assistant.ask("How old is the sourdough starter?").to_dict()
     assert set(data) == {"question", "standalone_question", "answer", "abstained", "confidence", "citations",
-                         "passages", "timings"}
+                         "passages", "timings",
+                         # who answered and what the citation verifier did (generative backends)
+                         "backend", "model", "fallback_reason", "warnings", "unsupported", "dropped_citations",
+                         "revised", "debug"}
+    assert data["backend"] == "extractive" and data["fallback_reason"] is None and data["revised"] is False
     assert {"n", "chunk_id", "doc_id", "title", "source", "start", "end", "quote"} <= set(data["citations"][0])
     assert {"chunk_id", "score", "dense_score", "bm25_score", "text", "start", "end"} <= set(data["passages"][0])
     assert {"embed_query_ms", "dense_ms", "bm25_ms", "answer_ms", "total_ms"} <= set(data["timings"])

@@ -1,0 +1,338 @@
+"""The /embed chat page: one self-contained HTML page (no external assets) for a portal's iframe.
+
+It asks through `POST /api/ask/stream`, shows the answer as it streams, lists the citations, and
+on a click shows the quoted span highlighted inside its passage. Document text is untrusted: the
+script only ever inserts it with `textContent` / `createTextNode` (never as HTML), and the page's
+Content-Security-Policy (set by `assistant.server`) allows only this script and style, by hash.
+With an API key the page takes it from the URL fragment `#key=...` (never sent to the server in
+the URL) or asks for it, and keeps it in sessionStorage.
+"""
+
+STYLE = """
+:root { color-scheme: light dark; --accent: #2563eb; --muted: #6b7280; --mark: #fde68a; }
+* { box-sizing: border-box; }
+[hidden] { display: none !important; }
+body { margin: 0; font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; }
+main { display: flex; flex-direction: column; height: 100vh; max-width: 52rem; margin: 0 auto; padding: .75rem; }
+#log { flex: 1; overflow-y: auto; }
+.turn { border-bottom: 1px solid rgba(127,127,127,.25); padding: .5rem 0 .75rem; }
+.question { font-weight: 600; margin: .25rem 0; }
+.answer { white-space: pre-wrap; margin: .25rem 0; }
+.answer.abstained { color: var(--muted); font-style: italic; }
+.error { color: #b91c1c; }
+.ref, .cite { font: inherit; background: none; border: 0; padding: 0; color: var(--accent); cursor: pointer; }
+.ref:hover, .cite:hover { text-decoration: underline; }
+.citations { margin: .25rem 0; padding-left: 1.5rem; font-size: .9em; }
+.citations li { margin: .1rem 0; }
+.preview { margin: .5rem 0; padding: .5rem .75rem; border-left: 3px solid var(--accent);
+           background: rgba(127,127,127,.08); white-space: pre-wrap; font-size: .9em; }
+.preview h3 { margin: 0 0 .25rem; font-size: 1em; }
+mark { background: var(--mark); color: #111; }
+.rate { margin-top: .25rem; font-size: .85em; color: var(--muted); }
+.rate button { font: inherit; cursor: pointer; margin-left: .25rem; }
+form { display: flex; gap: .5rem; padding-top: .5rem; }
+input { flex: 1; font: inherit; padding: .5rem .6rem; border: 1px solid rgba(127,127,127,.5); border-radius: .4rem; }
+form button { font: inherit; padding: .5rem 1rem; border: 0; border-radius: .4rem; background: var(--accent); color: #fff; cursor: pointer; }
+form button:disabled { opacity: .5; cursor: default; }
+#status { min-height: 1.2em; margin: .25rem 0 0; font-size: .85em; color: var(--muted); }
+"""
+
+SCRIPT = r"""
+"use strict";
+(function () {
+  const AUTH = document.body.dataset.auth === "1";
+  const KEY_ITEM = "assistant-api-key";
+  const API = location.pathname.replace(/\/embed\/?$/, "") + "/api/";
+  const log = document.getElementById("log");
+  const askForm = document.getElementById("ask");
+  const input = document.getElementById("q");
+  const sendButton = document.getElementById("send");
+  const keyForm = document.getElementById("keyform");
+  const keyInput = document.getElementById("key");
+  const statusLine = document.getElementById("status");
+  const asked = [];  // earlier questions, for follow-ups
+
+  function el(tag, className, text) {
+    const node = document.createElement(tag);
+    if (className) node.className = className;
+    if (text !== undefined && text !== null) node.textContent = String(text);
+    return node;
+  }
+
+  function setStatus(text, isError) {
+    statusLine.textContent = text || "";
+    statusLine.className = isError ? "error" : "";
+  }
+
+  // -- API key: from #key=..., else asked for; kept for this tab only --------------------------
+  (function keyFromFragment() {
+    const match = /(?:^#|&)key=([^&]*)/.exec(location.hash);
+    if (match) {
+      try { sessionStorage.setItem(KEY_ITEM, decodeURIComponent(match[1])); } catch (e) { /* storage off */ }
+      history.replaceState(null, "", location.pathname + location.search);
+    }
+  })();
+
+  function storedKey() {
+    try { return sessionStorage.getItem(KEY_ITEM) || ""; } catch (e) { return ""; }
+  }
+
+  function needKey(message) {
+    try { sessionStorage.removeItem(KEY_ITEM); } catch (e) { /* storage off */ }
+    keyForm.hidden = false;
+    keyInput.focus();
+    setStatus(message, true);
+  }
+
+  keyForm.addEventListener("submit", function (event) {
+    event.preventDefault();
+    const key = keyInput.value.trim();
+    if (!key) return;
+    try { sessionStorage.setItem(KEY_ITEM, key); } catch (e) { /* storage off */ }
+    keyInput.value = "";
+    keyForm.hidden = true;
+    setStatus("");
+    input.focus();
+  });
+
+  function headers() {
+    const h = { "Content-Type": "application/json" };
+    const key = storedKey();
+    if (key) h["Authorization"] = "Bearer " + key;
+    return h;
+  }
+
+  async function errorOf(response) {
+    try {
+      const body = await response.json();
+      if (body && body.error) return String(body.error);
+    } catch (e) { /* not JSON */ }
+    return "the server answered " + response.status;
+  }
+
+  // -- server-sent events over fetch --------------------------------------------------------------
+  function parseEvent(block) {
+    let kind = "message";
+    const data = [];
+    for (const line of block.split("\n")) {
+      if (line.startsWith("event:")) kind = line.slice(6).trim();
+      else if (line.startsWith("data:")) data.push(line.slice(5).replace(/^ /, ""));
+    }
+    let payload = null;
+    try { payload = JSON.parse(data.join("\n")); } catch (e) { payload = null; }
+    return { kind: kind, data: payload };
+  }
+
+  async function readStream(response, onToken) {
+    const reader = response.body.getReader();
+    const decoder = new TextDecoder();
+    let buffer = "";
+    for (;;) {
+      const chunk = await reader.read();
+      if (chunk.done) break;
+      buffer += decoder.decode(chunk.value, { stream: true }).replace(/\r\n/g, "\n");
+      let cut;
+      while ((cut = buffer.indexOf("\n\n")) >= 0) {
+        const event = parseEvent(buffer.slice(0, cut));
+        buffer = buffer.slice(cut + 2);
+        if (!event.data) continue;
+        if (event.kind === "token") onToken(String(event.data.text || ""));
+        else if (event.kind === "final") return event.data;
+        else if (event.kind === "error") throw new Error(String(event.data.error || "the answer failed"));
+      }
+    }
+    throw new Error("the answer stream ended early; try again");
+  }
+
+  // -- rendering (document text only ever as text nodes) ------------------------------------------
+  function fileName(source) {
+    return String(source || "").split(/[\\/]/).pop();
+  }
+
+  function renderAnswer(node, result, showCitation) {
+    node.textContent = "";
+    node.classList.toggle("abstained", !!result.abstained);
+    const text = String(result.answer || "");
+    const known = new Set((result.citations || []).map(function (c) { return c.n; }));
+    const re = /\[(\d+)\]/g;
+    let last = 0;
+    let match;
+    while ((match = re.exec(text)) !== null) {
+      const n = Number(match[1]);
+      if (!known.has(n)) continue;
+      node.appendChild(document.createTextNode(text.slice(last, match.index)));
+      const ref = el("button", "ref", "[" + n + "]");
+      ref.type = "button";
+      ref.title = "show the quoted passage";
+      ref.addEventListener("click", function () { showCitation(n); });
+      node.appendChild(ref);
+      last = match.index + match[0].length;
+    }
+    node.appendChild(document.createTextNode(text.slice(last)));
+  }
+
+  async function passageFor(citation, passages) {
+    for (const p of passages || []) {
+      if (p.doc_id === citation.doc_id && p.start <= citation.start && citation.end <= p.end) {
+        return { text: String(p.text), start: p.start };
+      }
+    }
+    const start = Math.max(0, citation.start - 400);
+    const url = API + "passage?doc_id=" + encodeURIComponent(citation.doc_id) +
+      "&start=" + start + "&end=" + (citation.end + 400);
+    const response = await fetch(url, { headers: headers() });
+    if (!response.ok) throw new Error(await errorOf(response));
+    const body = await response.json();
+    return { text: String(body.text), start: body.start };
+  }
+
+  async function showPassage(preview, citation, passages) {
+    preview.hidden = false;
+    preview.textContent = "";
+    preview.appendChild(el("h3", "", "[" + citation.n + "] " + (citation.title || fileName(citation.source))));
+    const body = el("div", "passage");
+    preview.appendChild(body);
+    try {
+      const passage = await passageFor(citation, passages);
+      let from = citation.start - passage.start;
+      let to = citation.end - passage.start;
+      if (passage.text.slice(from, to) !== citation.quote) {
+        const at = passage.text.indexOf(String(citation.quote));
+        if (at >= 0) { from = at; to = at + String(citation.quote).length; }
+      }
+      from = Math.max(0, Math.min(from, passage.text.length));
+      to = Math.max(from, Math.min(to, passage.text.length));
+      body.appendChild(document.createTextNode(passage.text.slice(0, from)));
+      const mark = el("mark", "", passage.text.slice(from, to));
+      body.appendChild(mark);
+      body.appendChild(document.createTextNode(passage.text.slice(to)));
+      preview.appendChild(el("div", "rate", fileName(citation.source) + ", characters " + citation.start + "-" + citation.end));
+      mark.scrollIntoView({ block: "nearest" });
+    } catch (e) {
+      body.appendChild(el("span", "error", "could not load the passage: " + e.message));
+    }
+  }
+
+  function renderCitations(list, preview, result) {
+    list.textContent = "";
+    for (const c of result.citations || []) {
+      const item = el("li");
+      item.value = c.n;
+      const button = el("button", "cite", (c.title || fileName(c.source)) + " — " + fileName(c.source));
+      button.type = "button";
+      button.dataset.n = String(c.n);
+      button.addEventListener("click", function () { showPassage(preview, c, result.passages); });
+      item.appendChild(button);
+      list.appendChild(item);
+    }
+  }
+
+  function renderRating(turn, question, earlier, result) {
+    const bar = el("div", "rate", "Was this helpful?");
+    for (const [label, rating] of [["👍", 1], ["👎", -1]]) {
+      const button = el("button", "", label);
+      button.type = "button";
+      button.setAttribute("aria-label", rating > 0 ? "helpful" : "not helpful");
+      button.addEventListener("click", async function () {
+        bar.textContent = "Sending…";
+        try {
+          const response = await fetch(API + "feedback", { method: "POST", headers: headers(), body: JSON.stringify({
+            rating: rating, question: question, history: earlier, answer: result.answer,
+            citations: result.citations, abstained: result.abstained }) });
+          bar.textContent = response.ok ? "Thanks for the feedback." : await errorOf(response);
+        } catch (e) {
+          bar.textContent = "could not send the feedback: " + e.message;
+        }
+      });
+      bar.appendChild(button);
+    }
+    turn.appendChild(bar);
+  }
+
+  // -- asking -------------------------------------------------------------------------------------
+  async function ask(question) {
+    const turn = el("section", "turn");
+    turn.appendChild(el("p", "question", question));
+    const answer = el("p", "answer");
+    const citations = el("ol", "citations");
+    const preview = el("div", "preview");
+    preview.hidden = true;
+    turn.append(answer, citations, preview);
+    log.appendChild(turn);
+    turn.scrollIntoView({ block: "end" });
+    const earlier = asked.slice(-10);
+    sendButton.disabled = true;
+    setStatus("Thinking…");
+    try {
+      const response = await fetch(API + "ask/stream", { method: "POST", headers: headers(),
+        body: JSON.stringify({ question: question, history: earlier }) });
+      if (response.status === 401) {
+        turn.remove();
+        input.value = question;
+        needKey(AUTH ? "This assistant needs its API key: " + await errorOf(response) : await errorOf(response));
+        return;
+      }
+      if (!response.ok || !response.body) throw new Error(await errorOf(response));
+      const result = await readStream(response, function (piece) {
+        answer.appendChild(document.createTextNode(piece));
+      });
+      function cite(n) {
+        const c = (result.citations || []).find(function (x) { return x.n === n; });
+        if (c) showPassage(preview, c, result.passages);
+      }
+      renderAnswer(answer, result, cite);
+      renderCitations(citations, preview, result);
+      renderRating(turn, question, earlier, result);
+      asked.push(question);
+      setStatus("");
+    } catch (e) {
+      answer.textContent = "";
+      answer.appendChild(el("span", "error", e.message));
+      setStatus("");
+    } finally {
+      sendButton.disabled = false;
+      input.focus();
+    }
+  }
+
+  askForm.addEventListener("submit", function (event) {
+    event.preventDefault();
+    const question = input.value.trim();
+    if (!question) return;
+    if (AUTH && !storedKey()) { needKey("Enter the API key first."); return; }
+    input.value = "";
+    ask(question);
+  });
+
+  if (AUTH && !storedKey()) needKey("This assistant needs its API key.");
+  input.focus();
+})();
+"""
+
+PAGE = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="referrer" content="same-origin">
+<title>Ask the documents</title>
+<style>{style}</style>
+</head>
+<body data-auth="{auth}">
+<main>
+  <div id="log" aria-live="polite"></div>
+  <form id="keyform" hidden>
+    <input id="key" type="password" autocomplete="off" placeholder="API key" aria-label="API key">
+    <button type="submit">Use key</button>
+  </form>
+  <form id="ask">
+    <input id="q" type="text" autocomplete="off" maxlength="4000" aria-label="Question"
+           placeholder="Ask a question about the documents">
+    <button id="send" type="submit">Ask</button>
+  </form>
+  <p id="status" role="status"></p>
+</main>
+<script>{script}</script>
+</body>
+</html>
+"""
