@@ -281,6 +281,10 @@ SCRIPT = r"""
         if (c) showPassage(preview, c, result.passages);
       }
       renderAnswer(answer, result, cite);
+      const notes = (result.warnings || []).map(String);
+      if (result.fallback_reason && notes.indexOf(String(result.fallback_reason)) < 0) notes.push(String(result.fallback_reason));
+      for (const note of notes) turn.insertBefore(el("p", "error", note), citations);
+      turn.insertBefore(el("div", "rate", "answered by " + (result.backend || "extractive")), citations);
       renderCitations(citations, preview, result);
       renderRating(turn, question, earlier, result);
       asked.push(question);

@@ -439,7 +439,7 @@ def _api_router(state: ServerState) -> APIRouter:
         return result.to_dict()  # type: ignore[no-any-return]
 
     @router.post("/ask/stream", tags=["ask"], response_class=StreamingResponse,
-                 summary="the answer as server-sent events: `token` pieces, then `final` (or `error`)")
+                 summary="the answer as server-sent events: `token` pieces, `status`/`warning` notes, then `final` (or `error`)")
     async def ask_stream(body: AskBody) -> StreamingResponse:
         events = await _call(service.ask_stream, _question(body), history=body.history, top_k=body.top_k,
                              backend=body.backend)
@@ -513,6 +513,8 @@ def _event(kind: str, data: object) -> bytes:
 def _encode(event: StreamEvent) -> bytes | None:
     if event.kind == "token":
         return _event("token", {"text": event.text})
+    if event.kind in ("status", "warning"):
+        return _event(event.kind, {"text": event.text})
     if event.kind == "final" and event.result is not None:
         return _event("final", event.result.to_dict())
     return None  # kinds this server does not know yet

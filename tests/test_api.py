@@ -321,11 +321,12 @@ def test_stream_refusals_before_output_get_a_status(client: httpx.Client) -> Non
     assert r.status_code == 400 and "nope" in r.json()["error"]
 
 
-def test_stream_failure_midway_is_an_error_event_and_unknown_kinds_are_skipped(
+def test_stream_failure_midway_is_an_error_event_notes_pass_and_unknown_kinds_are_skipped(
         open_server: Served, monkeypatch: pytest.MonkeyPatch) -> None:
     def failing(question: str, **_: Any) -> Iterator[StreamEvent]:
         yield StreamEvent("token", "Partial ")
-        yield StreamEvent("status", "verifying")  # a kind this server does not know
+        yield StreamEvent("status", "verifying")
+        yield StreamEvent("sparkle", "?")  # a kind this server does not know
         yield StreamEvent("token", "answer")
         raise ValueError("the backend lost its connection")
 
@@ -333,7 +334,7 @@ def test_stream_failure_midway_is_an_error_event_and_unknown_kinds_are_skipped(
     with httpx.stream("POST", open_server.url + "/api/ask/stream", json={"question": "anything?"}) as r:
         assert r.status_code == 200
         events = list(_sse(r))
-    assert events == [("token", {"text": "Partial "}), ("token", {"text": "answer"}),
+    assert events == [("token", {"text": "Partial "}), ("status", {"text": "verifying"}), ("token", {"text": "answer"}),
                       ("error", {"error": "the backend lost its connection"})]
 
 

@@ -233,6 +233,31 @@ def test_the_api_stream_carries_llm_tokens_then_the_verified_result(index: Path,
     assert body["backend"] == "openai" and body["answer"] == final["answer"]
 
 
+def test_the_api_stream_names_a_down_backend_in_a_warning_and_falls_back(index: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from assistant.server import ServerConfig, create_app
+
+    url = f"http://127.0.0.1:{_closed_port()}/v1"
+    service = AssistantService(Settings(index_dir=index, llm_base_url=url, llm_api_key="k", llm_max_retries=0),
+                               shared_embedder())
+    try:
+        with TestClient(create_app(service, ServerConfig(mount_ui=False))) as client:
+            deadline = time.monotonic() + 60
+            while client.get("/healthz").status_code != 200 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            response = client.post("/api/ask/stream", json={"question": QUESTION, "backend": "openai"})
+    finally:
+        service.close()
+    events = [(block.split("\n")[0].removeprefix("event: "), json.loads(block.split("\n")[1][6:]))
+              for block in response.text.strip().split("\n\n")]
+    warnings = [data["text"] for kind, data in events if kind == "warning"]
+    assert warnings and "openai backend: cannot connect" in warnings[0]
+    kind, final = events[-1]
+    assert kind == "final" and final["backend"] == "extractive" and "Tove Rask" in final["answer"]
+    assert final["fallback_reason"].startswith("openai backend: cannot connect")
+
+
 def test_a_broken_user_template_is_a_warning_not_a_crash(index: Path, fake: FakeLLM, tmp_path: Path) -> None:
     (tmp_path / "answer.j2").write_text("{% block user %}{{ question | nosuchfilter }}{% endblock %}")
     with _assistant(index, fake.url("wrong"), prompts_dir=str(tmp_path)) as bot:

@@ -21,7 +21,7 @@ TRAPS = [
 ]
 # Everything render.py itself writes; anything else in the output came from the data.
 OWN_TAGS = {"div", "span", "a", "details", "summary", "mark", "q", "p", "table", "thead", "tbody", "tr", "th",
-            "td", "h2", "b"}
+            "td", "h2", "b", "ul", "li"}
 OWN_ATTRS = {"class", "id", "href", "title", "role", "aria-hidden", "aria-label", "open"}
 
 
@@ -114,6 +114,25 @@ def test_unknown_citation_numbers_stay_text_and_backend_is_shown() -> None:
     assert markup.count('class="da-cite"') == 1
     assert "a literal [2] from" in text
     assert "answered by llm-local" in " ".join(text.split())
+
+
+def test_llm_problems_are_shown_and_unverified_sentences_are_marked() -> None:
+    answer = "Supported part [1]. Made-up <b>claim</b> [unverified]. End [1]."
+    start = answer.index("Made-up")
+    end = answer.index("[unverified].") + len("[unverified].")
+    result = _result(answer=answer, backend="openai", unsupported=[{"start": start, "end": end, "text": answer[start:end]}],
+                     warnings=["openai backend: timeout: no answer within 1 s <script>"])
+    markup = render.render_answer(2, result)
+    text = _assert_inert(markup)
+    assert "openai backend: timeout: no answer within 1 s <script>" in text
+    parsed = _parse(markup)
+    assert ("span", {"class": "da-unverified", "title": "Not supported by the passage it cites"}) in parsed.tags
+    marked = markup.split('<span class="da-unverified"', 1)[1].split("</span>", 1)[0]
+    assert "Made-up" in marked and "Supported part" not in marked
+    assert markup.count('class="da-cite"') == 2  # both [1] links survive around the marked sentence
+    fallback = render.render_answer(3, _result(fallback_reason="local backend: cannot load model.gguf"))
+    assert "local backend: cannot load model.gguf" in _assert_inert(fallback)
+    assert 'class="da-warn"' not in render.render_answer(4, _result())
 
 
 def test_follow_up_shows_how_it_was_read() -> None:

@@ -56,6 +56,10 @@ details.da-source.da-flash, details.da-source:target { outline: 2px solid var(--
 .da-passage { font-size: .9rem; line-height: 1.5; white-space: pre-wrap; max-height: 16rem; overflow-y: auto;
   border-left: 3px solid var(--border-color-accent); padding: .1rem 0 .1rem .6rem; }
 mark.da-quote { background: #fde68a; color: #1f2937; padding: 0 .1em; border-radius: .15em; }
+.da-warn { margin-top: .4rem; padding: .3rem .6rem; border-left: 4px solid #dc2626; background: rgba(220, 38, 38, .08);
+  font-size: .8rem; }
+.da-warn ul { margin: 0; padding-left: 1rem; }
+.da-unverified { text-decoration: underline wavy #dc2626; background: rgba(220, 38, 38, .06); }
 .da-footer { margin-top: .5rem; font-size: .75rem; color: var(--body-text-color-subdued); }
 .da-backend { font-weight: 600; padding: 0 .35em; border-radius: .3em; background: var(--background-fill-secondary);
   border: 1px solid var(--border-color-primary); }

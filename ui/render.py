@@ -72,6 +72,36 @@ def backend_of(result: Mapping[str, Any]) -> str:
     return str(result.get("backend") or "extractive")
 
 
+def _marked_answer(turn: int, answer: str, numbers: set[int], unsupported: Sequence[Any]) -> str:
+    """The linked answer with each sentence the verifier rejected (`answer[start:end]`) styled as unverified."""
+    spans = sorted((int(u["start"]), int(u["end"])) for u in unsupported
+                   if isinstance(u, Mapping) and isinstance(u.get("start"), int) and isinstance(u.get("end"), int)
+                   and 0 <= u["start"] < u["end"] <= len(answer))
+    out: list[str] = []
+    pos = 0
+    for start, end in spans:
+        if start < pos:
+            continue
+        out.append(_linked_answer(turn, answer[pos:start], numbers))
+        out.append('<span class="da-unverified" title="Not supported by the passage it cites">'
+                   f"{_linked_answer(turn, answer[start:end], numbers)}</span>")
+        pos = end
+    out.append(_linked_answer(turn, answer[pos:], numbers))
+    return "".join(out)
+
+
+def _notes(result: Mapping[str, Any]) -> str:
+    """LLM problems and fallbacks, named with the backend, so the user knows why the answer looks as it does."""
+    messages = [str(w) for w in result.get("warnings") or [] if w]
+    reason = result.get("fallback_reason")
+    if reason and str(reason) not in messages:
+        messages.append(str(reason))
+    if not messages:
+        return ""
+    items = "".join(f"<li>{esc(m)}</li>" for m in messages)
+    return f'<div class="da-warn" role="status"><ul>{items}</ul></div>'
+
+
 def _linked_answer(turn: int, answer: str, numbers: set[int]) -> str:
     """Escaped answer text with each known `[n]` as a link to its citation."""
     out: list[str] = []
@@ -161,7 +191,7 @@ def render_answer(turn: int, result: Mapping[str, Any], document_text: DocumentT
     if result.get("abstained"):
         return ('<div class="da-msg da-abstain" role="note">'
                 '<div class="da-notice-title"><span aria-hidden="true">&#9888;</span> No answer in your documents</div>'
-                f'<div class="da-text">{esc(answer)}</div>'
+                f'<div class="da-text">{esc(answer)}</div>{_notes(result)}'
                 '<div class="da-hint">The closest passages are listed under Sources. Try rephrasing, or add documents '
                 "that cover this in the Documents tab.</div>"
                 f"{_footer(result)}</div>")
@@ -169,8 +199,9 @@ def render_answer(turn: int, result: Mapping[str, Any], document_text: DocumentT
     sources = "".join(render_citation(turn, c, passages, document_text) for c in citations)
     block = (f'<div class="da-sources"><div class="da-sources-label">Sources</div>{sources}</div>'
              if sources else "")
-    return (f'<div class="da-msg da-answer"><div class="da-text">{_linked_answer(turn, answer, numbers)}</div>'
-            f"{block}{_footer(result)}</div>")
+    unsupported = [u for u in result.get("unsupported") or [] if isinstance(u, Mapping)]
+    return (f'<div class="da-msg da-answer"><div class="da-text">{_marked_answer(turn, answer, numbers, unsupported)}'
+            f"</div>{_notes(result)}{block}{_footer(result)}</div>")
 
 
 # -- side panel --------------------------------------------------------------------------------
