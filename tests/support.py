@@ -28,3 +28,13 @@ def shared_path(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"{path} is absent (tests that need ../shared skip without it)")
     return path
+
+
+# Two small documents for the LLM tests: facts a model can only get right from the sources.
+LLM_DOCS = {
+    "harbour.txt": "The harbour of Vessa was rebuilt in 1954 after a storm destroyed the old pier.\n"
+                   "The new pier is 420 metres long and was designed by engineer Tove Rask.\n",
+    "bakery.txt": "The Lindqvist bakery opened in 1988 on Canal Street.\n"
+                  "Its rye bread uses a sourdough starter that is forty years old.\n"
+                  "The bakery sells about 600 loaves every Saturday.\n",
+}

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from fake_llm import OUT_OF_RANGE, SUPPORTED, UNSUPPORTED, FakeLLM
+from support import LLM_DOCS as DOCS
 from support import shared_embedder
 
 from assistant.ingest import Ingestor
@@ -20,13 +21,6 @@ from assistant.pipeline import Assistant
 from assistant.service import AssistantService
 from assistant.settings import Settings
 
-DOCS = {
-    "harbour.txt": "The harbour of Vessa was rebuilt in 1954 after a storm destroyed the old pier.\n"
-                   "The new pier is 420 metres long and was designed by engineer Tove Rask.\n",
-    "bakery.txt": "The Lindqvist bakery opened in 1988 on Canal Street.\n"
-                  "Its rye bread uses a sourdough starter that is forty years old.\n"
-                  "The bakery sells about 600 loaves every Saturday.\n",
-}
 QUESTION = "Who designed the new pier?"
 
 

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support import LLM_DOCS as DOCS
 from support import shared_embedder
 
 from assistant.cli import main
@@ -30,13 +31,6 @@ from assistant.pipeline import AskResult, Assistant
 from assistant.service import AssistantService
 from assistant.settings import Settings
 
-DOCS = {
-    "harbour.txt": "The harbour of Vessa was rebuilt in 1954 after a storm destroyed the old pier.\n"
-                   "The new pier is 420 metres long and was designed by engineer Tove Rask.\n",
-    "bakery.txt": "The Lindqvist bakery opened in 1988 on Canal Street.\n"
-                  "Its rye bread uses a sourdough starter that is forty years old.\n"
-                  "The bakery sells about 600 loaves every Saturday.\n",
-}
 QUESTIONS = ["How many loaves does the bakery sell on Saturdays?", "How long is the new pier?",
              "When was the harbour of Vessa rebuilt?", "Who designed the new pier?"]
 HELLO = [{"role": "user", "content": "Say hello in three words."}]
