@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from assistant.beir import BeirDataset, evaluate_rankings, load_beir
+from assistant.embed import BACKEND_SUFFIX, split_backend
 from assistant.embed_cache import CachedEmbedder, default_cache_dir
 from assistant.index import IndexStore
 from assistant.ingest import Ingestor, TextItem
@@ -72,7 +73,9 @@ class BenchReport:
 
 
 def default_bench_dir(dataset: str, settings: Settings) -> Path:
-    safe_model = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in settings.model)[-60:]
+    model, backend = split_backend(settings.model, settings.embed_backend)
+    name = model + BACKEND_SUFFIX[backend]  # the embedder's name: one bench index per backend
+    safe_model = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)[-60:]
     return (default_cache_dir().parent / "beir" /
             f"{dataset}-{safe_model}-c{settings.chunk_tokens}o{settings.chunk_overlap}")
 
@@ -86,7 +89,7 @@ class RetrievalBench:
         self.name = self.beir_dir.name
         folder = Path(index_dir).expanduser() if index_dir else default_bench_dir(self.name, base)
         self.settings = base.override(index_dir=folder)
-        self.embedder = CachedEmbedder(self.settings.model, cache_dir)
+        self.embedder = CachedEmbedder(self.settings.model, cache_dir, self.settings.embed_backend)
         self.index_info: dict[str, Any] = {}
         self._store: IndexStore | None = None
         self._chunk_doc: dict[int, str] = {}

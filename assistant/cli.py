@@ -25,6 +25,9 @@ def _common() -> argparse.ArgumentParser:
                         help="index folder (default: $ASSISTANT_INDEX_DIR or ~/.local/share/assistant/index)")
     common.add_argument("--embedding-model", default=argparse.SUPPRESS,
                         help="embedding model name or folder (default: $ASSISTANT_MODEL or all-MiniLM-L6-v2)")
+    common.add_argument("--embed-backend", choices=["torch", "onnx-int8"], default=argparse.SUPPRESS,
+                        help="run the embedding model in fp32 torch or as int8 ONNX (default: $ASSISTANT_EMBED_BACKEND "
+                             "or torch); an index opens only with the backend that built it")
     return common
 
 
@@ -132,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
     llm = {name: getattr(args, name, None) for name in ("backend", "llm_model", "llm_base_url", "llm_api_key", "prompts_dir")}
     return Settings.from_env(index_dir=getattr(args, "index_dir", None), model=getattr(args, "embedding_model", None),
+                             embed_backend=getattr(args, "embed_backend", None),
                              **llm, **extra)
 
 

@@ -2,6 +2,13 @@
 
 `MODELS` is a tiny registry from a model name to a function returning its folder; a name
 not in it is taken as a folder path. The model loads lazily, once per process.
+
+Backends (`Settings.embed_backend`): "torch" (fp32 sentence-transformers, the default) or
+"onnx-int8" (assistant.onnx_embed: the same model exported to ONNX and quantized to int8, built
+once into a user cache). The embedder's `name`, which the index manifest records, carries the
+backend: "all-MiniLM-L6-v2" for torch, "all-MiniLM-L6-v2+onnx-int8" for the int8 model, so an index
+built with one backend refuses to open with the other (the store's model-mismatch error), and a
+name with the suffix (e.g. from `--embedding-model`) selects that backend by itself.
 """
 
 from __future__ import annotations
@@ -10,6 +17,7 @@ import os
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -26,6 +34,20 @@ MODELS: dict[str, Callable[[], Path]] = {
     "all-MiniLM-L6-v2": _minilm_path,
     "sentence-transformers/all-MiniLM-L6-v2": _minilm_path,
 }
+
+
+BACKENDS = ("torch", "onnx-int8")
+BACKEND_SUFFIX = {"torch": "", "onnx-int8": "+onnx-int8"}
+
+
+def split_backend(name: str, backend: str = "torch") -> tuple[str, str]:
+    """(model, backend) from an embedder name: a "+onnx-int8" suffix overrides `backend`."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown embed_backend {backend!r}: use one of {list(BACKENDS)}")
+    for candidate, suffix in BACKEND_SUFFIX.items():
+        if suffix and name.endswith(suffix):
+            return name[: -len(suffix)], candidate
+    return name, backend
 
 
 def resolve_model_path(name: str) -> Path:
@@ -96,9 +118,11 @@ class _Query:
 class Embedder:
     """Encodes texts to unit-length float32 vectors; knows the model's own token limit."""
 
-    def __init__(self, model: str = "all-MiniLM-L6-v2") -> None:
-        self.name = model
-        self._model = None
+    def __init__(self, model: str = "all-MiniLM-L6-v2", backend: str = "torch") -> None:
+        self.model_name, self.backend = split_backend(model, backend)
+        # What the index manifest records: model plus backend (plain model name for torch).
+        self.name = self.model_name + BACKEND_SUFFIX[self.backend]
+        self._model: Any = None
         self._lock = threading.Lock()
         self._queries = _QueryBatcher(lambda texts: self.encode(texts, batch_size=len(texts)))
 
@@ -110,9 +134,14 @@ class Embedder:
                     os.environ.setdefault("HF_HUB_OFFLINE", "1")
                     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
                     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-                    from sentence_transformers import SentenceTransformer
+                    if self.backend == "onnx-int8":
+                        from assistant.onnx_embed import OnnxEncoder
 
-                    self._model = SentenceTransformer(str(resolve_model_path(self.name)), device="cpu")
+                        self._model = OnnxEncoder(self.model_name, resolve_model_path(self.model_name))
+                    else:
+                        from sentence_transformers import SentenceTransformer
+
+                        self._model = SentenceTransformer(str(resolve_model_path(self.model_name)), device="cpu")
         return self._model
 
     @property

@@ -1,8 +1,9 @@
 """An on-disk embedding cache for benchmarks and tuning runs: a text is embedded once per model.
 
 `CachedEmbedder` is an `Embedder` whose `encode` looks every text up by
-sha256(model name, text) in one SQLite file and only sends the misses to the model. Vectors are
-stored as raw float32 bytes, so a cached vector is bit-identical to the one first computed.
+sha256(embedder name, text) in one SQLite file and only sends the misses to the model. The name
+carries the backend ("all-MiniLM-L6-v2+onnx-int8"), so fp32 and int8 vectors never mix. Vectors
+are stored as raw float32 bytes, so a cached vector is bit-identical to the one first computed.
 The product's own ingest and query paths do not use it; `assistant bench` does.
 """
 
@@ -36,8 +37,9 @@ def text_key(model: str, text: str) -> str:
 class CachedEmbedder(Embedder):
     """Same interface as `Embedder`; `hits` and `misses` count texts looked up since creation."""
 
-    def __init__(self, model: str = "all-MiniLM-L6-v2", cache_dir: Path | str | None = None) -> None:
-        super().__init__(model)
+    def __init__(self, model: str = "all-MiniLM-L6-v2", cache_dir: Path | str | None = None,
+                 backend: str = "torch") -> None:
+        super().__init__(model, backend)
         folder = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
         folder.mkdir(parents=True, exist_ok=True)
         self.cache_path = folder / "embeddings.sqlite"

@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from assistant.chunk import Chunk, Chunker
 from assistant.embed import Embedder
-from assistant.index import DocumentRecord, IndexStore
+from assistant.index import DocumentRecord, IndexStore, ModelMismatchError
 from assistant.loaders import LoadedDocument, LoadError, content_hash, is_supported, load
 from assistant.settings import Settings
 
@@ -107,7 +107,7 @@ def collect_files(paths: Iterable[Path | str]) -> tuple[list[Path], list[FileRes
 class Ingestor:
     def __init__(self, settings: Settings, embedder: Embedder | None = None) -> None:
         self.settings = settings
-        self.embedder = embedder or Embedder(settings.model)
+        self.embedder = embedder or Embedder(settings.model, settings.embed_backend)
         self._chunker: Chunker | None = None
 
     @property
@@ -117,7 +117,15 @@ class Ingestor:
         return self._chunker
 
     def open_store(self) -> IndexStore:
-        return IndexStore.open(self.settings.index_dir, self.embedder.name, self.embedder.dim, writable=True)
+        # An index built with this model records its dim: opening with it spares loading the model
+        # (about 7 s) when nothing turns out to need embedding. `_flush` checks the model's real dim
+        # before anything is written.
+        manifest = IndexStore.read_manifest(self.settings.index_dir)
+        if manifest.get("model") == self.embedder.name and manifest.get("dim", "").isdigit():
+            dim = int(manifest["dim"])
+        else:
+            dim = self.embedder.dim
+        return IndexStore.open(self.settings.index_dir, self.embedder.name, dim, writable=True)
 
     # -- entry points ------------------------------------------------------------------------
 
@@ -222,6 +230,12 @@ class Ingestor:
     def _flush(self, store: IndexStore, pending: list[_Pending], report: IngestReport, bar: tqdm) -> int:
         if not pending:
             return 0
+        if self.embedder.dim != store.dim:
+            raise ModelMismatchError(
+                f"index at {store.folder} has {store.dim}-dim vectors, but the model {self.embedder.name!r} "
+                f"gives {self.embedder.dim}-dim ones. Rebuild: delete {store.folder} (or pick a new --index-dir) "
+                "and run `assistant ingest PATH` again"
+            )
         texts = [c.text for p in pending for c in p.chunks]
         vectors = []
         step = max(32, self.settings.embed_batch_chunks)

@@ -93,7 +93,7 @@ class StreamEvent:
 class Assistant:
     def __init__(self, settings: Settings | None = None, embedder: Embedder | None = None) -> None:
         self.settings = settings or Settings.from_env()
-        self.embedder = embedder or Embedder(self.settings.model)
+        self.embedder = embedder or Embedder(self.settings.model, self.settings.embed_backend)
         self.store = IndexStore.open(self.settings.index_dir, self.embedder.name, self.embedder.dim)
         self.retriever = HybridRetriever(self.store, self.embedder, self.settings)
         self.answerer = ExtractiveAnswerer(self.settings.abstain_threshold, self.settings.max_answer_sentences)

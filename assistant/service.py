@@ -46,7 +46,7 @@ def safe_filename(name: str) -> str:
 class AssistantService:
     def __init__(self, settings: Settings | None = None, embedder: Embedder | None = None) -> None:
         self.settings = settings or Settings.from_env()
-        self.embedder = embedder or Embedder(self.settings.model)
+        self.embedder = embedder or Embedder(self.settings.model, self.settings.embed_backend)
         _ensure_index(self.settings, self.embedder)
         self.assistant = Assistant(self.settings, self.embedder)
         self.ingestor = Ingestor(self.settings, self.embedder)

@@ -27,6 +27,11 @@ class Settings:
     index_dir: Path = field(default_factory=default_index_dir)
     # Embedding model: a registered name (see assistant.embed.MODELS) or a folder path.
     model: str = "all-MiniLM-L6-v2"
+    # How the model runs: "torch" (fp32 sentence-transformers) or "onnx-int8" (ONNX Runtime, int8
+    # weights, built once into ~/.cache/assistant/onnx; needs `pip install onnxruntime onnx`). The
+    # index records the backend with the model name ("all-MiniLM-L6-v2+onnx-int8"): an index opens
+    # only with the backend that built it.
+    embed_backend: str = "torch"
     # Chunking, in cl100k_base tokens.
     chunk_tokens: int = 160
     chunk_overlap: int = 32

@@ -23,6 +23,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import faiss
@@ -33,14 +34,53 @@ sys.path.insert(0, str(ROOT))
 
 
 def synthetic(n: int, dim: int, clusters: int, seed: int, noise: float = 1.0) -> np.ndarray:
+    return synthetic_labelled(n, dim, clusters, seed, noise)[0]
+
+
+def synthetic_labelled(n: int, dim: int, clusters: int, seed: int, noise: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """(unit vectors, the cluster of each)."""
     rng = np.random.default_rng(seed)
     centres = np.random.default_rng(12345).standard_normal((clusters, dim)).astype(np.float32)
     out = np.empty((n, dim), dtype=np.float32)
+    labels = np.empty(n, dtype=np.int64)
     for start in range(0, n, 100_000):
         m = min(100_000, n - start)
-        x = centres[rng.integers(0, clusters, m)] + noise * rng.standard_normal((m, dim)).astype(np.float32)
+        labels[start : start + m] = rng.integers(0, clusters, m)
+        x = centres[labels[start : start + m]] + noise * rng.standard_normal((m, dim)).astype(np.float32)
         out[start : start + m] = x / np.linalg.norm(x, axis=1, keepdims=True)
-    return out
+    return out, labels
+
+
+_SYLLABLES = [c + v for c in "bdfgklmnprstvz" for v in "aeiou"]
+
+
+def vocabulary(size: int, seed: int = 7) -> list[str]:
+    """Pronounceable made-up words (3 syllables), distinct."""
+    rng = np.random.default_rng(seed)
+    words: dict[str, None] = {}
+    while len(words) < size:
+        for row in rng.integers(0, len(_SYLLABLES), (size, 3)):
+            words["".join(_SYLLABLES[i] for i in row)] = None
+    return list(words)[:size]
+
+
+def synthetic_texts(labels: np.ndarray, clusters: int, seed: int, topic_words: int, background_words: int,
+                    vocab_size: int = 30_000) -> list[str]:
+    """One text per vector: `topic_words` drawn from its cluster's 20-word topic, `background_words`
+    Zipf-distributed over the whole vocabulary, shuffled. Same cluster, same topic words, so BM25 and
+    the vectors agree roughly, as in real text."""
+    vocab = np.asarray(vocabulary(vocab_size), dtype=object)
+    topics = np.random.default_rng(54321).integers(0, vocab_size, (clusters, 20))
+    rng = np.random.default_rng(seed)
+    texts = []
+    for start in range(0, len(labels), 100_000):
+        part = labels[start : start + 100_000]
+        topic = topics[part[:, None], rng.integers(0, 20, (len(part), topic_words))]
+        background = (rng.zipf(1.2, (len(part), background_words)) - 1) % vocab_size
+        words = np.concatenate([topic, background], axis=1)
+        words = np.take_along_axis(words, rng.permuted(np.tile(np.arange(words.shape[1]), (len(part), 1)), axis=1), 1)
+        texts.extend(" ".join(row) for row in vocab[words])
+    return texts
 
 
 def rss_mb(field: str = "VmRSS") -> float:
@@ -116,6 +156,170 @@ def measure(args: argparse.Namespace) -> dict[str, object]:
     return results
 
 
+class _QueryVectors:
+    """Stands in for the embedder in `HybridRetriever`: a query's vector is looked up by its text."""
+
+    def __init__(self, texts: list[str], vectors: np.ndarray) -> None:
+        self.by_text = dict(zip(texts, vectors, strict=True))
+        self.name, self.dim = STORE_MODEL, vectors.shape[1]
+
+    def encode_query(self, text: str) -> np.ndarray:
+        return self.by_text[text]
+
+
+STORE_MODEL = "synthetic-unit-vectors"
+
+
+def folder_mb(path: Path) -> float:
+    files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+    return round(sum(p.stat().st_size for p in files) / 2**20, 1)
+
+
+def build_store(args: argparse.Namespace, report: dict[str, object], data: np.ndarray, labels: np.ndarray,
+                m: int, efc: int) -> np.ndarray:
+    """Write every vector and its text through `IndexStore.put_document` (SQLite rows, stored BM25
+    terms, the exact vectors), then one `commit()` (exact vectors file, HNSW build, BM25 build,
+    all saved as the store saves them). Returns the chunk ids in the order of `data`."""
+    import shutil
+
+    from assistant.index import DocumentRecord, IndexStore
+    from assistant.settings import Settings
+
+    folder = Path(args.work) / "store"
+    shutil.rmtree(folder, ignore_errors=True)
+    settings = Settings(index_dir=folder, index_type=args.kind, hnsw_m=m, hnsw_ef_construction=efc)
+    t0 = time.perf_counter()
+    texts = synthetic_texts(labels, args.clusters, seed=3, topic_words=args.topic_words,
+                            background_words=args.background_words)
+    report["texts_seconds"] = round(time.perf_counter() - t0, 1)
+    report["text_words"] = args.topic_words + args.background_words
+    per_doc = args.chunks_per_doc
+    timers: dict[str, float] = {}
+    store = IndexStore.open(folder, STORE_MODEL, args.dim, writable=True, settings=settings)
+
+    def timing(name: str) -> Callable[..., object]:
+        method = getattr(store, name)
+
+        def timed(*a: object) -> object:
+            t = time.perf_counter()
+            try:
+                return method(*a)
+            finally:
+                key = f"write:{str(a[1]).split('-')[0]}" if name == "_write_index" else name
+                timers[key] = timers.get(key, 0.0) + time.perf_counter() - t
+        return timed
+
+    for name in ("_write_index", "_commit_ann", "_commit_bm25"):
+        setattr(store, name, timing(name))
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    now = time.time()
+    for start in range(0, args.n, per_doc):
+        end = min(start + per_doc, args.n)
+        rows = [(j - start, 0, len(texts[j]), 40, texts[j]) for j in range(start, end)]
+        title = texts[start].split(" ", 1)[0].capitalize()
+        store.put_document(DocumentRecord(f"d{start:08d}", f"synthetic:{start}", title, f"h{start}",
+                                          sum(len(r[4]) for r in rows), len(rows), now), rows, data[start:end])
+    report["store_put_seconds"] = round(time.perf_counter() - t0, 1)
+    report["rss_mb_after_put"] = round(rss_mb(), 1)
+    del texts
+    t0 = time.perf_counter()
+    store.commit()
+    report["store_commit_seconds"] = round(time.perf_counter() - t0, 1)
+    report["store_commit_parts_seconds"] = {"write_vectors": round(timers.get("write:vectors", 0.0), 1),
+                                            "ann_build": round(timers.get("_commit_ann", 0.0) - timers.get("write:ann", 0.0), 1),
+                                            "ann_write": round(timers.get("write:ann", 0.0), 1),
+                                            "bm25_build_and_write": round(timers.get("_commit_bm25", 0.0), 1)}
+    report["store_build_cpu_seconds"] = round(time.process_time() - cpu0, 1)
+    report["writer_peak_rss_mb"] = round(rss_mb("VmHWM"), 1)
+    ids = np.asarray([r[0] for r in store.db.execute("SELECT id FROM chunks ORDER BY doc_id, ord")], dtype=np.int64)
+    meta = store._meta()
+    store.close()
+    report["ann_kind"] = meta.get("ann_kind")
+    report["files_mb"] = {"vectors (exact, float32)": folder_mb(folder / meta["vectors_file"]),
+                          "ann (HNSW)": folder_mb(folder / meta["ann_file"]) if meta.get("ann_file") else 0.0,
+                          "bm25": folder_mb(folder / meta["bm25_dir"]), "index.sqlite": folder_mb(folder / "index.sqlite")}
+    report["index_file_mb"] = report["files_mb"]["ann (HNSW)"]  # type: ignore[index]
+    if len(ids) != args.n:
+        raise SystemExit(f"store holds {len(ids)} chunks, expected {args.n}")
+    return ids
+
+
+def measure_store(args: argparse.Namespace) -> dict[str, object]:
+    """Child process: open the committed store like a reader and search through it."""
+    from assistant.index import IndexStore
+    from assistant.index.store import search_vectors
+    from assistant.retrieve import HybridRetriever
+    from assistant.settings import Settings
+
+    faiss.omp_set_num_threads(args.threads)
+    work = Path(args.work)
+    queries = np.load(work / "queries.npy")
+    truth = np.load(work / "truth.npy")
+    query_texts = json.loads((work / "query_texts.json").read_text())
+    settings = Settings(index_dir=work / "store")
+    before = rss_mb()
+    t0 = time.perf_counter()
+    store = IndexStore.open(work / "store", STORE_MODEL, args.dim, settings=settings)
+    open_s = time.perf_counter() - t0
+    results: dict[str, object] = {"store_open_seconds": round(open_s, 3), "ann_kind": store.ann_kind,
+                                  "rss_mb_before_open": round(before, 1), "rss_mb_after_open": round(rss_mb(), 1),
+                                  "rss_anon_mb_after_open": round(rss_mb("RssAnon"), 1)}
+    retriever = HybridRetriever(store, _QueryVectors(query_texts, queries), settings)  # type: ignore[arg-type]
+    t0 = time.perf_counter()
+    lexical = retriever.lexical()
+    results["bm25_load_seconds"] = round(time.perf_counter() - t0, 3)
+    results["bm25_source"] = lexical.source
+    results["rss_mb_after_bm25_load"] = round(rss_mb(), 1)
+    results["rss_anon_mb_after_bm25_load"] = round(rss_mb("RssAnon"), 1)
+    k = 10
+    for q in queries[:20]:
+        store.search(q, k)
+    latencies, hits = [], 0
+    for q, want in zip(queries, truth, strict=True):
+        t0 = time.perf_counter()
+        found = store.search(q, k)
+        latencies.append((time.perf_counter() - t0) * 1000)
+        hits += len({i for i, _ in found} & set(want[:k].tolist()))
+    results["store_search"] = {"k": k, "ef_search": settings.hnsw_ef_search, "rerank": settings.ann_rerank,
+                               "p50_ms": round(pct(latencies, 50), 3), "p95_ms": round(pct(latencies, 95), 3),
+                               "recall@10": round(hits / (k * len(queries)), 4), "rss_mb": round(rss_mb(), 1),
+                               "rss_anon_mb": round(rss_mb("RssAnon"), 1), "rss_file_mb": round(rss_mb("RssFile"), 1)}
+    print(json.dumps(results["store_search"]), file=sys.stderr, flush=True)
+    for ef in [int(e) for e in args.ef_search.split(",")]:
+        for rerank in (False, True):
+            latencies, hits = [], 0
+            for q, want in zip(queries, truth, strict=True):
+                t0 = time.perf_counter()
+                found = search_vectors(store.vectors, store.ann, q, k, ef, rerank)
+                latencies.append((time.perf_counter() - t0) * 1000)
+                hits += len({i for i, _ in found} & set(want[:k].tolist()))
+            row = {"ef_search": ef, "rerank": rerank, "p50_ms": round(pct(latencies, 50), 3),
+                   "p95_ms": round(pct(latencies, 95), 3), "recall@10": round(hits / (k * len(queries)), 4)}
+            results.setdefault("by_ef", []).append(row)  # type: ignore[union-attr]
+            print(json.dumps(row), file=sys.stderr, flush=True)
+    # The whole retrieval as the product runs it (query vector looked up, not encoded): dense
+    # candidates from the store, BM25 from the saved index, fusion, chunk fetch from SQLite.
+    for mode in ("dense", "bm25", "hybrid"):
+        for text in query_texts[:10]:
+            retriever.run(text, mode=mode)
+        latencies, stages = [], {}
+        for text in query_texts:
+            t0 = time.perf_counter()
+            result = retriever.run(text, mode=mode)
+            latencies.append((time.perf_counter() - t0) * 1000)
+            for key, value in result.timings.items():
+                stages.setdefault(key, []).append(value)
+        row = {"mode": mode, "candidates": settings.candidates, "top_k": settings.top_k,
+               "p50_ms": round(pct(latencies, 50), 3), "p95_ms": round(pct(latencies, 95), 3),
+               "stage_p50_ms": {key: round(pct(v, 50), 3) for key, v in stages.items()}, "rss_mb": round(rss_mb(), 1)}
+        results.setdefault("retrieve", []).append(row)  # type: ignore[union-attr]
+        print(json.dumps(row), file=sys.stderr, flush=True)
+    results["peak_rss_mb"] = round(rss_mb("VmHWM"), 1)
+    results["final_rss_anon_mb"] = round(rss_mb("RssAnon"), 1)
+    store.close()
+    return results
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=1_000_000)
@@ -132,6 +336,12 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--depths", default="100,400", help="also time searches this deep (candidate lists)")
     parser.add_argument("--default-ef", type=int, default=None, help="efSearch for --depths (default: Settings)")
+    parser.add_argument("--store", action="store_true",
+                        help="go through IndexStore: put_document per document (SQLite rows, BM25 terms), commit() "
+                             "(HNSW and BM25 built and saved), then a reader opens the store and searches it")
+    parser.add_argument("--chunks-per-doc", type=int, default=10, help="with --store")
+    parser.add_argument("--topic-words", type=int, default=12, help="with --store: words per text from its topic")
+    parser.add_argument("--background-words", type=int, default=28, help="with --store: other words per text")
     parser.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.default_ef is None:
@@ -139,7 +349,7 @@ def main() -> int:
 
         args.default_ef = Settings().hnsw_ef_search
     if args.measure:
-        print(json.dumps(measure(args)))
+        print(json.dumps(measure_store(args) if args.store else measure(args)))
         return 0
 
     from assistant.index.store import build_ann
@@ -153,12 +363,14 @@ def main() -> int:
                                  "clusters": args.clusters, "noise": args.noise, "queries": args.queries, "threads": args.threads,
                                  "faiss": faiss.__version__, "cpu_count": os.cpu_count()}
     t0 = time.perf_counter()
-    data = synthetic(args.n, args.dim, args.clusters, seed=1, noise=args.noise)
-    queries = synthetic(args.queries, args.dim, args.clusters, seed=2, noise=args.noise)
+    data, labels = synthetic_labelled(args.n, args.dim, args.clusters, seed=1, noise=args.noise)
+    queries, query_labels = synthetic_labelled(args.queries, args.dim, args.clusters, seed=2, noise=args.noise)
     report["generate_seconds"] = round(time.perf_counter() - t0, 1)
     ids = np.arange(args.n, dtype=np.int64) * 7 + 3  # ids are not positions, as in the store
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
+    if args.store:
+        return run_store(args, report, data, labels, queries, query_labels, m, efc)
 
     flat = faiss.IndexFlatIP(args.dim)
     flat.add(data)
@@ -200,6 +412,40 @@ def main() -> int:
                             "--threads", "1", "--depths", args.depths, "--default-ef", str(args.default_ef)],
                            capture_output=True, text=True, check=True)
     sys.stderr.write(child.stderr)
+    report["reader"] = json.loads(child.stdout.strip().splitlines()[-1])
+    print(json.dumps(report, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2))
+    return 0
+
+
+def run_store(args: argparse.Namespace, report: dict[str, object], data: np.ndarray, labels: np.ndarray,
+              queries: np.ndarray, query_labels: np.ndarray, m: int, efc: int) -> int:
+    work = Path(args.work)
+    report["store"] = True
+    report["chunks_per_doc"] = args.chunks_per_doc
+    flat = faiss.IndexFlatIP(args.dim)
+    flat.add(data)
+    t0 = time.perf_counter()
+    _s, truth_pos = flat.search(queries, 100)
+    report["exact_batch_seconds"] = round(time.perf_counter() - t0, 2)
+    del flat
+    query_texts = synthetic_texts(query_labels, args.clusters, seed=4, topic_words=4, background_words=1)
+    query_texts = [f"{t} q{i}" for i, t in enumerate(query_texts)]  # distinct texts
+    (work / "query_texts.json").write_text(json.dumps(query_texts))
+    np.save(work / "queries.npy", queries)
+    print(f"data ready: {report}", file=sys.stderr, flush=True)
+    ids = build_store(args, report, data, labels, m, efc)
+    np.save(work / "truth.npy", ids[truth_pos])
+    report["raw_float32_mb"] = round(data.nbytes / 2**20, 1)
+    print(f"built: {report}", file=sys.stderr, flush=True)
+    del data
+    child = subprocess.run([sys.executable, __file__, "--measure", "--store", "--work", str(work), "--ef-search",
+                            args.ef_search, "--threads", "1", "--dim", str(args.dim)],
+                           capture_output=True, text=True)
+    sys.stderr.write(child.stderr)
+    if child.returncode != 0:
+        raise SystemExit(f"reader failed ({child.returncode})")
     report["reader"] = json.loads(child.stdout.strip().splitlines()[-1])
     print(json.dumps(report, indent=2))
     if args.json:

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from assistant.embed import Embedder
-from assistant.index import IndexStore
-from assistant.ingest import Ingestor, IngestReport, document_id
+from assistant.index import IndexStore, ModelMismatchError
+from assistant.ingest import Ingestor, IngestReport, TextItem, document_id
 from assistant.settings import Settings
 
 
@@ -301,6 +301,40 @@ def test_incremental_update_remove_and_prune(tmp_path: Path, settings: Settings,
     counts = check_index(settings.index_dir)
     assert counts["documents"] == 2
     assert set(chunk_texts(settings, embedder)) == {"alpha.txt", "beta.md"}
+
+
+class _WideEmbedder(Embedder):
+    """The same model name, but (as if the folder behind the name had changed) 768-dim vectors."""
+
+    @property
+    def dim(self) -> int:
+        return 768
+
+
+def test_unchanged_reingest_does_not_load_the_model_and_a_changed_dim_is_refused(
+        settings: Settings, embedder: Embedder, check_index) -> None:
+    items = [TextItem(f"note:{i}", f"Note {i}\n\nThe Vessa ferry carried {400 + i} passengers on day {i}.")
+             for i in range(5)]
+    first = Ingestor(settings, embedder=embedder).ingest_texts(items, progress=False)
+    assert first.count("added") == 5
+    generation = IndexStore.read_manifest(settings.index_dir)["generation"]
+
+    # A new process re-ingesting the same texts opens the index with its recorded dim: the model
+    # (seconds to load) is never needed, and nothing is written.
+    fresh = Embedder(embedder.name)
+    again = Ingestor(settings, embedder=fresh).ingest_texts(items, progress=False)
+    assert again.count("unchanged") == 5 and again.embedded_chunks == 0
+    assert fresh._model is None
+    assert IndexStore.read_manifest(settings.index_dir)["generation"] == generation
+
+    # Something to embed: the model's real dim is checked before anything is written.
+    wide = _WideEmbedder(embedder.name)
+    wide._model = embedder.model  # the chunker needs the tokenizer; no second load
+    changed = [TextItem("note:0", "Note 0\n\nThe ferry now carries 9 passengers.")]
+    with pytest.raises(ModelMismatchError, match="768-dim"):
+        Ingestor(settings, embedder=wide).ingest_texts(changed, progress=False)
+    assert IndexStore.read_manifest(settings.index_dir)["generation"] == generation
+    assert check_index(settings.index_dir)["documents"] == 5
 
 
 # -- 5. SIGKILL in the middle of an ingest ------------------------------------------------

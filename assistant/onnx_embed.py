@@ -1,0 +1,231 @@
+"""An int8 ONNX Runtime encoder for a sentence-transformers model folder (`embed_backend="onnx-int8"`).
+
+Built offline from the packaged model, once per model and CPU instruction set, into
+`$XDG_CACHE_HOME/assistant/onnx/<model>-<isa>/` (~/.cache/...): the transformer is exported to ONNX
+with torch's TorchScript exporter, then dynamically quantized with ONNX Runtime (int8 weights per
+channel, symmetric; uint8 activations; the settings of optimum's `AutoQuantizationConfig.avx512_vnni`
+/ `avx512` / `avx2`, which sentence-transformers' `export_dynamic_quantized_onnx_model` uses). The
+build happens in a temporary folder that is renamed into place, so a crash or a concurrent build
+never leaves a half-written model behind.
+
+Dynamic quantization scales activations per tensor, i.e. over a whole padded batch, so an int8
+vector depends slightly on the texts batched with it (cosine about 0.99 between batchings; fp32
+vectors do not move). Vectors are still deterministic for a given batch.
+
+Only `onnxruntime` and `onnx` are needed (no optimum: optimum-onnx pins transformers < 4.58).
+Pooling (mean or CLS, from the model's `1_Pooling/config.json`) and L2 normalization run in numpy.
+
+`OnnxEncoder` offers the part of the `SentenceTransformer` interface `Embedder` uses: `encode`,
+`get_embedding_dimension`, `max_seq_length` and `tokenizer`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+BUILD_VERSION = 1  # bump when the export or quantization recipe changes: old builds are then rebuilt
+MODEL_FILE = "model_int8.onnx"
+BUILD_FILE = "build.json"
+builds = 0  # exports done by this process (tests check that a second construction reuses the cache)
+
+
+def detect_isa(cpuinfo: str | None = None) -> str:
+    """'avx512_vnni', 'avx512' or 'avx2' from the CPU flags (/proc/cpuinfo); 'generic' otherwise."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
+        except OSError:
+            cpuinfo = ""
+    flags: set[str] = set()
+    for line in cpuinfo.splitlines():
+        if line.startswith("flags") and ":" in line:
+            flags.update(line.split(":", 1)[1].split())
+    if "avx512_vnni" in flags:
+        return "avx512_vnni"
+    if "avx512f" in flags and "avx512bw" in flags:
+        return "avx512"
+    if "avx2" in flags:
+        return "avx2"
+    return "generic"
+
+
+def default_onnx_cache_dir() -> Path:
+    """`$ASSISTANT_ONNX_CACHE`, else `$XDG_CACHE_HOME/assistant/onnx` (~/.cache/assistant/onnx)."""
+    env = os.environ.get("ASSISTANT_ONNX_CACHE")
+    if env:
+        return Path(env).expanduser()
+    cache_home = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache_home) / "assistant" / "onnx"
+
+
+def _fingerprint(model_path: Path, isa: str) -> dict[str, Any]:
+    """What a build depends on: a changed model file or recipe means a rebuild."""
+    files = {}
+    for name in ("model.safetensors", "pytorch_model.bin", "config.json", "tokenizer.json"):
+        f = model_path / name
+        if f.is_file():
+            files[name] = f.stat().st_size
+    import onnxruntime
+
+    return {"build_version": BUILD_VERSION, "isa": isa, "source": str(model_path.resolve()), "files": files,
+            "onnxruntime": onnxruntime.__version__}
+
+
+def _safe(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)[-80:]
+
+
+def quantized_model_path(model_name: str, model_path: Path, isa: str | None = None,
+                         cache_dir: Path | str | None = None) -> Path:
+    """The int8 ONNX file for this model and CPU, built (once) if the cache lacks it."""
+    isa = isa or detect_isa()
+    root = Path(cache_dir).expanduser() if cache_dir else default_onnx_cache_dir()
+    target = root / f"{_safe(model_name)}-{isa}"
+    expected = _fingerprint(model_path, isa)
+    try:
+        if json.loads((target / BUILD_FILE).read_text()) == expected and (target / MODEL_FILE).is_file():
+            return target / MODEL_FILE
+    except (OSError, ValueError):
+        pass
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=root))
+    try:
+        _build(model_path, tmp, isa)
+        (tmp / BUILD_FILE).write_text(json.dumps(expected, indent=1))
+        if target.exists():  # stale (other recipe or model): replace it
+            old = root / f".{target.name}-old-{os.getpid()}"
+            os.rename(target, old)
+            shutil.rmtree(old, ignore_errors=True)
+        try:
+            os.rename(tmp, target)
+        except OSError:  # another process renamed its build into place first: use that one
+            if not (target / MODEL_FILE).is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target / MODEL_FILE
+
+
+def _build(model_path: Path, folder: Path, isa: str) -> None:
+    global builds
+    import torch
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from transformers import AutoModel
+
+    model = AutoModel.from_pretrained(str(model_path), attn_implementation="eager")
+    model.eval()
+
+    class _Wrapper(torch.nn.Module):
+        def __init__(self, inner: torch.nn.Module) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                    token_type_ids: torch.Tensor) -> torch.Tensor:
+            out = self.inner(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
+            return out[0]
+
+    dummy = torch.ones((2, 8), dtype=torch.long)
+    fp32 = folder / "model_fp32.onnx"
+    axes = {0: "batch", 1: "sequence"}
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer warnings about shape-dependent Python code in the model
+        torch.onnx.export(_Wrapper(model), (dummy, dummy, torch.zeros_like(dummy)), str(fp32),
+                          input_names=["input_ids", "attention_mask", "token_type_ids"],
+                          output_names=["last_hidden_state"],
+                          dynamic_axes={"input_ids": axes, "attention_mask": axes, "token_type_ids": axes,
+                                        "last_hidden_state": axes},
+                          opset_version=17, do_constant_folding=True, dynamo=False)
+    # optimum's avx512(_vnni) config: int8 weights; avx2: uint8 weights. Both per channel, symmetric
+    # weights, asymmetric uint8 activations, full range (plain quantize_dynamic defaults lose more).
+    weight_type = QuantType.QUInt8 if isa == "avx2" else QuantType.QInt8
+    quantize_dynamic(str(fp32), str(folder / MODEL_FILE), per_channel=True, reduce_range=False,
+                     weight_type=weight_type, extra_options={"WeightSymmetric": True, "ActivationSymmetric": False})
+    fp32.unlink()
+    builds += 1
+
+
+class OnnxEncoder:
+    """Tokenize, run the int8 ONNX transformer, pool, normalize: like `SentenceTransformer.encode`."""
+
+    def __init__(self, model_name: str, model_path: Path, threads: int | None = None,
+                 cache_dir: Path | str | None = None, isa: str | None = None) -> None:
+        import onnxruntime as ort
+        from transformers import AutoTokenizer
+
+        self.onnx_path = quantized_model_path(model_name, model_path, isa, cache_dir)
+        self.tokenizer = AutoTokenizer.from_pretrained(str(model_path))
+        st_config = _read_json(model_path / "sentence_bert_config.json")
+        self.max_seq_length = int(st_config.get("max_seq_length") or self.tokenizer.model_max_length)
+        self.do_lower_case = bool(st_config.get("do_lower_case", False))
+        pooling = _read_json(model_path / "1_Pooling" / "config.json")
+        if pooling.get("pooling_mode_cls_token"):
+            self.pooling = "cls"
+        elif pooling.get("pooling_mode_mean_tokens", True):
+            self.pooling = "mean"
+        else:
+            raise ValueError(f"{model_path}: only mean or CLS pooling is supported by the ONNX backend")
+        self._dim = int(pooling.get("word_embedding_dimension") or 0)  # 0: probed after the session loads
+        if threads is None:
+            import torch
+
+            threads = torch.get_num_threads()
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = max(1, threads)
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(str(self.onnx_path), options, providers=["CPUExecutionProvider"])
+        self._inputs = {i.name for i in self.session.get_inputs()}
+        if not self._dim:
+            self._dim = int(self._forward(["dimension probe"]).shape[1])
+
+    def get_embedding_dimension(self) -> int:
+        return self._dim
+
+    def _forward(self, texts: list[str]) -> np.ndarray:
+        if self.do_lower_case:
+            texts = [t.lower() for t in texts]
+        enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_seq_length, return_tensors="np")
+        feed = {k: np.asarray(v, dtype=np.int64) for k, v in enc.items() if k in self._inputs}
+        if "token_type_ids" in self._inputs and "token_type_ids" not in feed:
+            feed["token_type_ids"] = np.zeros_like(feed["input_ids"])
+        hidden = self.session.run(None, feed)[0]
+        if self.pooling == "cls":
+            return np.asarray(hidden[:, 0], dtype=np.float32)
+        mask = feed["attention_mask"][..., None].astype(np.float32)
+        return (hidden * mask).sum(axis=1) / np.clip(mask.sum(axis=1), 1e-9, None)
+
+    def encode(self, texts: Sequence[str], batch_size: int = 32, convert_to_numpy: bool = True,
+               normalize_embeddings: bool = True, show_progress_bar: bool = False, **_: Any) -> np.ndarray:
+        """Unit vectors (if normalize_embeddings) in input order; batches of similar length, like
+        sentence-transformers (sorted by length, longest first), to keep padding low."""
+        texts = list(texts)
+        if not texts:
+            return np.zeros((0, self._dim), dtype=np.float32)
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        out = np.empty((len(texts), self._dim), dtype=np.float32)
+        for start in range(0, len(order), max(1, batch_size)):
+            idx = order[start : start + batch_size]
+            vectors = self._forward([texts[i] for i in idx])
+            if normalize_embeddings:
+                vectors = vectors / np.clip(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12, None)
+            out[idx] = vectors
+        return out
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}

@@ -1,0 +1,139 @@
+"""The int8 ONNX encoder (`embed_backend="onnx-int8"`): built offline, close to fp32, cached, kept apart.
+
+Skips when onnxruntime (or onnx, which the quantizer needs) is not installed. The int8 model is
+built once into a temporary cache for this module (about 10 s), never into ~/.cache.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnx")
+
+from assistant import onnx_embed  # noqa: E402
+from assistant.embed import Embedder, resolve_model_path, split_backend  # noqa: E402
+from assistant.index import IndexStore, ModelMismatchError  # noqa: E402
+from assistant.ingest import Ingestor, TextItem  # noqa: E402
+from assistant.pipeline import Assistant  # noqa: E402
+from assistant.settings import Settings  # noqa: E402
+
+SENTENCES = [
+    "The mitochondria is the powerhouse of the cell.",
+    "Aspirin lowers the risk of a second heart attack in some patients.",
+    "The ferry to the island leaves twice a day in summer.",
+    "Interest rates rose for the third time this year, the central bank said.",
+    "A short one.",
+]
+
+DOCS = [
+    "Vaccination against measles gives lifelong immunity in most children.",
+    "The central bank raised interest rates to fight inflation.",
+    "The lighthouse on the island was automated in 1987.",
+    "Photosynthesis turns sunlight, water and carbon dioxide into sugar and oxygen.",
+    "The football club signed a new striker for the season.",
+]
+QUERIES = [
+    "how do plants make sugar from light",
+    "why did borrowing costs go up",
+    "who scored for the team",
+    "does the measles vaccine protect for life",
+    "when did the lighthouse stop needing a keeper",
+]
+
+
+@pytest.fixture(scope="module")
+def onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    folder = tmp_path_factory.mktemp("onnx-cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ASSISTANT_ONNX_CACHE", str(folder))
+        yield folder
+
+
+@pytest.fixture(scope="module")
+def int8(onnx_cache: Path) -> Embedder:
+    before = onnx_embed.builds
+    embedder = Embedder("all-MiniLM-L6-v2", backend="onnx-int8")
+    assert embedder.dim == 384  # loads (and builds) the model
+    assert onnx_embed.builds == before + 1, "a fresh cache must build the model once"
+    return embedder
+
+
+def test_names_carry_the_backend() -> None:
+    assert Embedder("all-MiniLM-L6-v2").name == "all-MiniLM-L6-v2"  # existing indexes keep working
+    assert Embedder("all-MiniLM-L6-v2", backend="onnx-int8").name == "all-MiniLM-L6-v2+onnx-int8"
+    assert split_backend("all-MiniLM-L6-v2+onnx-int8") == ("all-MiniLM-L6-v2", "onnx-int8")
+    assert Settings().embed_backend == "torch"
+    with pytest.raises(ValueError, match="embed_backend"):
+        Embedder("all-MiniLM-L6-v2", backend="tensorrt")
+
+
+def test_isa_detection() -> None:
+    assert onnx_embed.detect_isa("flags\t\t: fpu sse avx2 avx512f avx512bw avx512_vnni\n") == "avx512_vnni"
+    assert onnx_embed.detect_isa("flags\t\t: fpu sse avx2 avx512f avx512bw\n") == "avx512"
+    assert onnx_embed.detect_isa("flags\t\t: fpu sse avx2\n") == "avx2"
+    assert onnx_embed.detect_isa("Features\t: fp asimd\n") == "generic"
+
+
+def test_int8_is_built_offline_into_the_cache(int8: Embedder, onnx_cache: Path) -> None:
+    folder = onnx_cache / f"all-MiniLM-L6-v2-{onnx_embed.detect_isa()}"
+    assert int8.model.onnx_path == folder / onnx_embed.MODEL_FILE
+    assert sorted(p.name for p in onnx_cache.iterdir()) == [folder.name]  # no temporary build folders left
+    assert sorted(p.name for p in folder.iterdir()) == [onnx_embed.BUILD_FILE, onnx_embed.MODEL_FILE]
+    assert int8.max_tokens == 256
+
+
+def test_int8_vectors_are_unit_length_and_close_to_fp32(int8: Embedder, embedder: Embedder) -> None:
+    long_text = " ".join(SENTENCES * 40)  # beyond 256 word pieces: truncated like the torch model
+    texts = [*SENTENCES, long_text]
+    q = int8.encode(texts)
+    f = embedder.encode(texts)
+    assert q.shape == f.shape == (len(texts), 384) and q.dtype == np.float32
+    assert np.allclose(np.linalg.norm(q, axis=1), 1.0, atol=1e-4)
+    cosines = np.sum(q * f, axis=1)
+    assert cosines.min() > 0.98, cosines
+    # Output order is input order. Unlike fp32, an int8 vector depends a little on its batch mates:
+    # dynamic quantization scales activations per tensor, i.e. over the whole padded batch.
+    again = int8.encode(texts[::-1], batch_size=2)[::-1]
+    assert np.sum(again * q, axis=1).min() > 0.98
+    assert float(int8.encode_query(SENTENCES[1]) @ q[1]) > 0.98
+    assert np.array_equal(int8.encode(texts), q)  # but the same batch gives the same vectors
+
+
+def test_int8_ranks_a_small_retrieval_example_like_fp32(int8: Embedder, embedder: Embedder) -> None:
+    for model in (embedder, int8):
+        scores = model.encode(QUERIES) @ model.encode(DOCS).T
+        assert scores.argmax(axis=1).tolist() == [3, 1, 4, 0, 2], model.name
+    fp32 = (embedder.encode(QUERIES) @ embedder.encode(DOCS).T).argsort(axis=1)
+    quantized = (int8.encode(QUERIES) @ int8.encode(DOCS).T).argsort(axis=1)
+    assert (fp32[:, -2:] == quantized[:, -2:]).all()  # best two documents, in order, for every query
+
+
+def test_second_construction_reuses_the_cached_build(int8: Embedder, onnx_cache: Path) -> None:
+    path = int8.model.onnx_path
+    mtime = path.stat().st_mtime_ns
+    builds = onnx_embed.builds
+    other = onnx_embed.OnnxEncoder("all-MiniLM-L6-v2", resolve_model_path("all-MiniLM-L6-v2"), threads=1)
+    assert other.onnx_path == path
+    assert onnx_embed.builds == builds and path.stat().st_mtime_ns == mtime
+    assert np.allclose(other.encode(SENTENCES[:2]), int8.encode(SENTENCES[:2]), atol=1e-4)
+
+
+def test_index_built_with_torch_refuses_the_int8_backend(int8: Embedder, embedder: Embedder, tmp_path: Path) -> None:
+    settings = Settings(index_dir=tmp_path / "index")
+    report = Ingestor(settings, embedder).ingest_texts([TextItem("doc:1", DOCS[0], "Measles")], progress=False)
+    assert report.embedded_chunks >= 1
+    assert IndexStore.read_manifest(settings.index_dir)["model"] == "all-MiniLM-L6-v2"
+    with pytest.raises(ModelMismatchError) as info:
+        Assistant(settings.override(embed_backend="onnx-int8"), int8)
+    message = str(info.value)
+    assert "'all-MiniLM-L6-v2'" in message and "'all-MiniLM-L6-v2+onnx-int8'" in message
+    assert "rebuild" in message
+    with pytest.raises(ModelMismatchError):
+        Ingestor(settings, int8).ingest_texts([TextItem("doc:2", DOCS[1])], progress=False)
+    # The backend that built it still opens it.
+    Assistant(settings, embedder).store.close()
