@@ -10,7 +10,6 @@ The product's own ingest and query paths do not use it; `assistant bench` does.
 from __future__ import annotations
 
 import hashlib
-import os
 import sqlite3
 import threading
 from collections.abc import Sequence
@@ -19,15 +18,12 @@ from pathlib import Path
 import numpy as np
 
 from assistant.embed import Embedder
+from assistant.settings import user_cache_dir
 
 
 def default_cache_dir() -> Path:
     """`$ASSISTANT_EMBED_CACHE`, else `$XDG_CACHE_HOME/assistant/embeddings` (~/.cache/...)."""
-    env = os.environ.get("ASSISTANT_EMBED_CACHE")
-    if env:
-        return Path(env).expanduser()
-    cache_home = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(cache_home) / "assistant" / "embeddings"
+    return user_cache_dir("embeddings", "ASSISTANT_EMBED_CACHE")
 
 
 def text_key(model: str, text: str) -> str:

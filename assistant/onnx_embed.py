@@ -32,6 +32,8 @@ from typing import Any
 
 import numpy as np
 
+from assistant.settings import user_cache_dir
+
 BUILD_VERSION = 1  # bump when the export or quantization recipe changes: old builds are then rebuilt
 MODEL_FILE = "model_int8.onnx"
 BUILD_FILE = "build.json"
@@ -60,11 +62,7 @@ def detect_isa(cpuinfo: str | None = None) -> str:
 
 def default_onnx_cache_dir() -> Path:
     """`$ASSISTANT_ONNX_CACHE`, else `$XDG_CACHE_HOME/assistant/onnx` (~/.cache/assistant/onnx)."""
-    env = os.environ.get("ASSISTANT_ONNX_CACHE")
-    if env:
-        return Path(env).expanduser()
-    cache_home = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(cache_home) / "assistant" / "onnx"
+    return user_cache_dir("onnx", "ASSISTANT_ONNX_CACHE")
 
 
 def _fingerprint(model_path: Path, isa: str) -> dict[str, Any]:

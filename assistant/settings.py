@@ -22,6 +22,15 @@ def default_index_dir() -> Path:
     return Path(data_home) / "assistant" / "index"
 
 
+def user_cache_dir(name: str, env: str) -> Path:
+    """`$<env>`, else `$XDG_CACHE_HOME/assistant/<name>` (~/.cache/assistant/<name>): rebuildable files."""
+    override = os.environ.get(env)
+    if override:
+        return Path(override).expanduser()
+    cache_home = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache_home) / "assistant" / name
+
+
 @dataclass(frozen=True)
 class Settings:
     index_dir: Path = field(default_factory=default_index_dir)

@@ -38,3 +38,17 @@ LLM_DOCS = {
                   "Its rye bread uses a sourdough starter that is forty years old.\n"
                   "The bakery sells about 600 loaves every Saturday.\n",
 }
+
+
+def ingest_llm_docs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An index of LLM_DOCS in a fresh tmp folder (for module-scoped fixtures)."""
+    from assistant.ingest import Ingestor
+    from assistant.settings import Settings
+
+    root = tmp_path_factory.mktemp("docs")
+    for name, text in LLM_DOCS.items():
+        (root / name).write_text(text, encoding="utf-8")
+    folder = tmp_path_factory.mktemp("index")
+    report = Ingestor(Settings(index_dir=folder), shared_embedder()).ingest_paths([root], progress=False)
+    assert not report.failed, report.summary()
+    return folder

@@ -12,10 +12,8 @@ from pathlib import Path
 
 import pytest
 from fake_llm import OUT_OF_RANGE, SUPPORTED, UNSUPPORTED, FakeLLM
-from support import LLM_DOCS as DOCS
-from support import shared_embedder
+from support import ingest_llm_docs, shared_embedder
 
-from assistant.ingest import Ingestor
 from assistant.llm import LLMError, OpenAIBackend
 from assistant.pipeline import Assistant
 from assistant.service import AssistantService
@@ -33,13 +31,7 @@ def fake() -> Iterator[FakeLLM]:
 
 @pytest.fixture(scope="module")
 def index(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("docs")
-    for name, text in DOCS.items():
-        (root / name).write_text(text, encoding="utf-8")
-    folder = tmp_path_factory.mktemp("index")
-    report = Ingestor(Settings(index_dir=folder), shared_embedder()).ingest_paths([root], progress=False)
-    assert not report.failed
-    return folder
+    return ingest_llm_docs(tmp_path_factory)
 
 
 def _assistant(index: Path, url: str, **extra: object) -> Assistant:

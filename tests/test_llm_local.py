@@ -13,11 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import LLM_DOCS as DOCS
-from support import shared_embedder
+from support import ingest_llm_docs, shared_embedder
 
 from assistant.cli import main
-from assistant.ingest import Ingestor
 from assistant.llm import (
     CallStats,
     LLMError,
@@ -66,12 +64,7 @@ def llama_url(gguf: Path) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def index(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("docs")
-    for name, text in DOCS.items():
-        (root / name).write_text(text, encoding="utf-8")
-    folder = tmp_path_factory.mktemp("index")
-    assert not Ingestor(Settings(index_dir=folder), shared_embedder()).ingest_paths([root], progress=False).failed
-    return folder
+    return ingest_llm_docs(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
