@@ -23,6 +23,9 @@ def _common() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--index-dir", default=argparse.SUPPRESS,
                         help="index folder (default: $ASSISTANT_INDEX_DIR or ~/.local/share/assistant/index)")
+    common.add_argument("--store", default=argparse.SUPPRESS, metavar="URL",
+                        help="keep the index in PostgreSQL with pgvector: postgresql://user:password@host:port/db "
+                             "(default: $ASSISTANT_STORE, else the local --index-dir folder)")
     common.add_argument("--embedding-model", default=argparse.SUPPRESS,
                         help="embedding model name or folder (default: $ASSISTANT_MODEL or all-MiniLM-L6-v2)")
     common.add_argument("--embed-backend", choices=["torch", "onnx-int8"], default=argparse.SUPPRESS,
@@ -124,6 +127,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="CPU threads per model or vector-search call (default: 1; concurrent requests use the "
                         "other cores, and concurrent questions share one model call)")
 
+    p = sub.add_parser("db", parents=[common], help="PostgreSQL store: create or upgrade its tables")
+    db_sub = p.add_subparsers(dest="db_command", required=True)
+    db_sub.add_parser("migrate", parents=[common],
+                      help="create the extension, tables and indexes in --store (idempotent; safe to re-run)")
+
     p = sub.add_parser("feedback", parents=[common], help="thumbs up/down given in the chat UI")
     feedback_sub = p.add_subparsers(dest="feedback_command", required=True)
     f = feedback_sub.add_parser("export", parents=[common],
@@ -134,7 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
     llm = {name: getattr(args, name, None) for name in ("backend", "llm_model", "llm_base_url", "llm_api_key", "prompts_dir")}
-    return Settings.from_env(index_dir=getattr(args, "index_dir", None), model=getattr(args, "embedding_model", None),
+    return Settings.from_env(index_dir=getattr(args, "index_dir", None), store=getattr(args, "store", None),
+                             model=getattr(args, "embedding_model", None),
                              embed_backend=getattr(args, "embed_backend", None),
                              **llm, **extra)
 
@@ -171,8 +180,10 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         print(json.dumps({"results": [r.__dict__ for r in report.results], "embedded_chunks": report.embedded_chunks,
                           "seconds": round(report.seconds, 2)}, indent=2))
     else:
+        from assistant.index import store_location
+
         print(report.summary())
-        print(f"index: {settings.index_dir}")
+        print(f"index: {store_location(settings)}")
     return 1 if report.failed else 0
 
 
@@ -192,14 +203,14 @@ def _open(args: argparse.Namespace, **extra: Any):  # type: ignore[no-untyped-de
 
 
 def cmd_documents(args: argparse.Namespace) -> int:
-    from assistant.index import IndexStore
+    from assistant.index import open_store, read_manifest, store_location
 
     settings = _settings(args)
-    manifest = IndexStore.read_manifest(settings.index_dir)
+    manifest = read_manifest(settings)
     if not manifest:
-        print(f"no index at {settings.index_dir}: run `assistant ingest PATH` first", file=sys.stderr)
+        print(f"no index at {store_location(settings)}: run `assistant ingest PATH` first", file=sys.stderr)
         return 2
-    with IndexStore.open(settings.index_dir, manifest["model"], int(manifest["dim"])) as store:
+    with open_store(settings, manifest["model"], int(manifest["dim"])) as store:
         docs = store.documents()
         stats = store.stats()
     if args.json:
@@ -207,7 +218,25 @@ def cmd_documents(args: argparse.Namespace) -> int:
         return 0
     for d in docs:
         print(f"{d.id}  {d.n_chunks:>5} chunks  {d.title[:60]:<60}  {d.source}")
-    print(f"{stats['documents']} documents, {stats['chunks']} chunks, model {stats['model']}, index {stats['index_dir']}")
+    print(f"{stats['documents']} documents, {stats['chunks']} chunks, model {stats['model']}, index {stats['store']}")
+    return 0
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    """`db migrate`: the PostgreSQL schema, created or brought up to date (the embedding model fixes the
+    vector dimension, so the model is loaded to learn it)."""
+    from assistant.embed import Embedder
+    from assistant.index.postgres import migrate, redact
+
+    settings = _settings(args)
+    if not settings.store:
+        print("error: give the database with --store postgresql://user:password@host:port/db "
+              "(or $ASSISTANT_STORE)", file=sys.stderr)
+        return 2
+    embedder = Embedder(settings.model, settings.embed_backend)
+    meta = migrate(settings.store, embedder.name, embedder.dim)
+    print(f"{redact(settings.store)}: schema version {meta['schema_version']}, model {meta['model']} "
+          f"(dim {meta['dim']}), generation {meta['generation']}")
     return 0
 
 

@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from assistant.chunk import Chunk, Chunker
 from assistant.embed import Embedder
-from assistant.index import DocumentRecord, IndexStore, ModelMismatchError
+from assistant.index import DocumentRecord, ModelMismatchError, Store, open_store, read_manifest, store_location
 from assistant.loaders import LoadedDocument, LoadError, content_hash, is_supported, load
 from assistant.settings import Settings
 
@@ -116,16 +116,16 @@ class Ingestor:
             self._chunker = Chunker(self.settings.chunk_tokens, self.settings.chunk_overlap, fits=self.embedder.fits)
         return self._chunker
 
-    def open_store(self) -> IndexStore:
+    def open_store(self) -> Store:
         # An index built with this model records its dim: opening with it spares loading the model
         # (about 7 s) when nothing turns out to need embedding. `_flush` checks the model's real dim
         # before anything is written.
-        manifest = IndexStore.read_manifest(self.settings.index_dir)
+        manifest = read_manifest(self.settings)
         if manifest.get("model") == self.embedder.name and manifest.get("dim", "").isdigit():
             dim = int(manifest["dim"])
         else:
             dim = self.embedder.dim
-        return IndexStore.open(self.settings.index_dir, self.embedder.name, dim, writable=True)
+        return open_store(self.settings, self.embedder.name, dim, writable=True)
 
     # -- entry points ------------------------------------------------------------------------
 
@@ -227,13 +227,14 @@ class Ingestor:
         report.seconds = time.perf_counter() - started
         return report
 
-    def _flush(self, store: IndexStore, pending: list[_Pending], report: IngestReport, bar: tqdm) -> int:
+    def _flush(self, store: Store, pending: list[_Pending], report: IngestReport, bar: tqdm) -> int:
         if not pending:
             return 0
         if self.embedder.dim != store.dim:
             raise ModelMismatchError(
-                f"index at {store.folder} has {store.dim}-dim vectors, but the model {self.embedder.name!r} "
-                f"gives {self.embedder.dim}-dim ones. Rebuild: delete {store.folder} (or pick a new --index-dir) "
+                f"index at {store_location(self.settings)} has {store.dim}-dim vectors, but the model "
+                f"{self.embedder.name!r} gives {self.embedder.dim}-dim ones. Rebuild: delete "
+                f"{store_location(self.settings)} (or pick a new --index-dir / --store) "
                 "and run `assistant ingest PATH` again"
             )
         texts = [c.text for p in pending for c in p.chunks]
@@ -254,7 +255,7 @@ class Ingestor:
         report.embedded_chunks += len(texts)
         return len(texts)
 
-    def _prune(self, store: IndexStore, report: IngestReport) -> None:
+    def _prune(self, store: Store, report: IngestReport) -> None:
         for doc in store.documents():
             if os.path.isabs(doc.source) and not os.path.exists(doc.source):
                 store.remove_document(doc.id)

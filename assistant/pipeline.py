@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from assistant.answer import Citation, ExtractiveAnswerer
 from assistant.condense import condense
 from assistant.embed import Embedder
-from assistant.index import IndexStore
+from assistant.index import open_store
 from assistant.retrieve import HybridRetriever, Passage, RetrievalResult
 from assistant.settings import Settings
 
@@ -94,7 +94,7 @@ class Assistant:
     def __init__(self, settings: Settings | None = None, embedder: Embedder | None = None) -> None:
         self.settings = settings or Settings.from_env()
         self.embedder = embedder or Embedder(self.settings.model, self.settings.embed_backend)
-        self.store = IndexStore.open(self.settings.index_dir, self.embedder.name, self.embedder.dim)
+        self.store = open_store(self.settings, self.embedder.name, self.embedder.dim)
         self.retriever = HybridRetriever(self.store, self.embedder, self.settings)
         self.answerer = ExtractiveAnswerer(self.settings.abstain_threshold, self.settings.max_answer_sentences)
         self._generators: dict[str, GenerativeAnswerer] = {}

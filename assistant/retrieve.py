@@ -17,12 +17,14 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any, Protocol
 
 import bm25s
 import numpy as np
 
 from assistant.embed import Embedder
-from assistant.index import IndexStore
+from assistant.index import Store
+from assistant.index.postgres import LazyDocumentFrequency
 from assistant.index.store import bm25_params_key
 from assistant.settings import Settings
 from assistant.text import content_terms
@@ -57,10 +59,14 @@ class RetrievalResult:
     query_vector: np.ndarray | None = None
 
 
-class CorpusStats:
-    """Term statistics (document frequency, idf) over the indexed chunks."""
+class DocumentFrequency(Protocol):
+    def get(self, term: str, default: int = 0, /) -> int: ...
 
-    def __init__(self, df: Counter[str], n_docs: int) -> None:
+
+class CorpusStats:
+    """Term statistics (document frequency, idf) over the indexed chunks (`df` may count lazily)."""
+
+    def __init__(self, df: DocumentFrequency | Counter[str], n_docs: int) -> None:
         self.df = df
         self.n_docs = max(n_docs, 1)
 
@@ -70,13 +76,14 @@ class CorpusStats:
 
 
 class _Lexical:
-    """BM25 over the store's chunks, corpus statistics, and per chunk (doc id, term set) for
-    near-duplicate checks and document aggregation (looked up lazily when BM25 was loaded)."""
+    """The keyword side: BM25 (bm25s) over the store's chunks, or the store's own keyword search
+    (PostgreSQL); corpus statistics; and per chunk (doc id, term set) for near-duplicate checks and
+    document aggregation (looked up lazily when BM25 was loaded)."""
 
     MAX_CACHED = 200_000
 
     def __init__(self, ids: Sequence[int], bm25: bm25s.BM25 | None, stats: CorpusStats,
-                 store: IndexStore | None = None, title_weight: int = 1, source: str = "built") -> None:
+                 store: Any = None, title_weight: int = 1, source: str = "built") -> None:
         self.ids = ids
         self.bm25 = bm25
         self.stats = stats
@@ -88,7 +95,7 @@ class _Lexical:
 
     @classmethod
     def build(cls, ids: list[int], terms: list[list[str]], doc_ids: list[str], settings: Settings,
-              store: IndexStore | None = None) -> _Lexical:
+              store: Any = None) -> _Lexical:
         sets = [frozenset(t) for t in terms]
         df: Counter[str] = Counter()
         for t in sets:
@@ -103,13 +110,33 @@ class _Lexical:
         return lexical
 
     @classmethod
-    def load(cls, folder: Path, store: IndexStore, title_weight: int) -> _Lexical:
+    def load(cls, folder: Path, store: Any, title_weight: int) -> _Lexical:
         """A BM25 index saved by the store at commit (memory-mapped), with its chunk ids."""
         bm25 = bm25s.BM25.load(str(folder), mmap=True, show_progress=False)
         ids = np.load(folder / "chunk_ids.npy")
         per_token = np.diff(np.asarray(bm25.scores["indptr"]))
         df = Counter({token: int(per_token[i]) for token, i in bm25.vocab_dict.items() if token})
         return cls(ids, bm25, CorpusStats(df, len(ids)), store, title_weight, "loaded")
+
+    @classmethod
+    def from_store(cls, store: Any, title_weight: int) -> _Lexical:
+        """The store searches itself (PostgreSQL full-text search); df counted lazily, per generation."""
+        df = LazyDocumentFrequency(store)
+        return cls([], None, CorpusStats(df, df.n_chunks), store, title_weight, store.keyword_backend)
+
+    @property
+    def searchable(self) -> bool:
+        return self.bm25 is not None or self.source == "postgres"
+
+    def search(self, q_terms: list[str], k: int) -> list[tuple[int, float]]:
+        """The top k (chunk id, score) for stemmed query terms, scores > 0 only."""
+        if self.bm25 is None:
+            if self.source != "postgres" or self._store is None:
+                return []
+            df = self.stats.df
+            return self._store.keyword_search(q_terms, k, df if isinstance(df, LazyDocumentFrequency) else None)
+        docs, scores = self.bm25.retrieve([q_terms], k=min(k, len(self.ids)), show_progress=False)
+        return [(int(self.ids[int(d)]), float(s)) for d, s in zip(docs[0], scores[0], strict=True) if s > 0]
 
     def prefetch_docs(self, chunk_ids: Sequence[int]) -> None:
         missing = [c for c in chunk_ids if c not in self._docs]
@@ -147,7 +174,7 @@ class Candidates:
 
 
 class HybridRetriever:
-    def __init__(self, store: IndexStore, embedder: Embedder, settings: Settings) -> None:
+    def __init__(self, store: Store, embedder: Embedder, settings: Settings) -> None:
         self.store = store
         self.embedder = embedder
         self.settings = settings
@@ -168,13 +195,16 @@ class HybridRetriever:
 
     def _load_lexical(self) -> _Lexical:
         s = self.settings
-        folder, params = self.store.bm25_files()
+        if self.store.keyword_backend != "bm25s":
+            return _Lexical.from_store(self.store, s.bm25_title_weight)
+        store: Any = self.store
+        folder, params = store.bm25_files()
         if folder is not None and params == bm25_params_key(s.bm25_k1, s.bm25_b, s.bm25_title_weight):
             try:
-                return _Lexical.load(folder, self.store, s.bm25_title_weight)
+                return _Lexical.load(folder, store, s.bm25_title_weight)
             except (OSError, ValueError, KeyError):
                 pass  # removed by a newer commit just now, or unreadable: build instead
-        ids, doc_ids, terms = self.store.lexical_corpus(s.bm25_title_weight)
+        ids, doc_ids, terms = store.lexical_corpus(s.bm25_title_weight)
         return _Lexical.build(ids, terms, doc_ids, s, self.store)
 
     @property
@@ -205,14 +235,11 @@ class HybridRetriever:
             t0 = time.perf_counter()
             dense = self.store.search(vector, n)
             timings["dense_ms"] = _ms(t0)
-        if mode in ("hybrid", "bm25") and lexical.bm25 is not None:
+        if mode in ("hybrid", "bm25") and lexical.searchable:
             t0 = time.perf_counter()
             q_terms = content_terms(query)
             if q_terms:
-                k = min(n, len(lexical.ids))
-                docs, scores = lexical.bm25.retrieve([q_terms], k=k, show_progress=False)
-                sparse = [(int(lexical.ids[int(d)]), float(s)) for d, s in zip(docs[0], scores[0], strict=True)
-                          if s > 0]
+                sparse = lexical.search(q_terms, n)
             timings["bm25_ms"] = _ms(t0)
         if s.prf_weight > 0 and vector is not None and dense:
             t0 = time.perf_counter()
@@ -225,8 +252,8 @@ class HybridRetriever:
         first = self.fuse(dense, sparse, s)
         top = sorted(first, key=lambda i: -first[i])[: s.prf_depth]
         try:
-            vectors = self.store.vectors.reconstruct_batch(np.asarray(top, dtype=np.int64))
-        except RuntimeError:
+            vectors = self.store.vectors_of(top)
+        except KeyError:
             return dense
         moved = vector + s.prf_weight * vectors.mean(axis=0)
         moved /= max(float(np.linalg.norm(moved)), 1e-12)
@@ -319,8 +346,8 @@ class HybridRetriever:
 
     def _cosine(self, vector: np.ndarray, chunk_id: int) -> float | None:
         try:
-            return float(np.dot(self.store.vectors.reconstruct(int(chunk_id)), vector))
-        except RuntimeError:
+            return float(np.dot(self.store.vectors_of([int(chunk_id)])[0], vector))
+        except KeyError:
             return None
 
     def _near_duplicate(self, lexical: _Lexical, chunk_id: int, kept: list[int], threshold: float) -> bool:

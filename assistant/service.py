@@ -16,7 +16,7 @@ from pathlib import Path
 from assistant.atomic import atomic_write_bytes
 from assistant.embed import Embedder
 from assistant.feedback import FeedbackStore
-from assistant.index import DocumentRecord, IndexStore
+from assistant.index import DocumentRecord, open_store, read_manifest
 from assistant.ingest import Ingestor, IngestReport
 from assistant.loaders import is_supported
 from assistant.pipeline import AskResult, Assistant, StreamEvent  # StreamEvent is defined in pipeline now
@@ -172,5 +172,5 @@ def _check_backend(backend: str | None, modes: list[str]) -> None:
 
 def _ensure_index(settings: Settings, embedder: Embedder) -> None:
     """Create an empty index when there is none, so a server can start before the first upload."""
-    if not (settings.index_dir / "index.sqlite").exists():
-        IndexStore.open(settings.index_dir, embedder.name, embedder.dim, writable=True).close()
+    if not read_manifest(settings):
+        open_store(settings, embedder.name, embedder.dim, writable=True).close()

@@ -34,6 +34,10 @@ def user_cache_dir(name: str, env: str) -> Path:
 @dataclass(frozen=True)
 class Settings:
     index_dir: Path = field(default_factory=default_index_dir)
+    # Where the index lives: "" = the local folder index_dir (FAISS + SQLite); a
+    # postgresql://user:password@host:port/database URL = PostgreSQL with pgvector (index_dir then
+    # only holds uploads and feedback). See README "PostgreSQL store".
+    store: str = field(default="", repr=False)
     # Embedding model: a registered name (see assistant.embed.MODELS) or a folder path.
     model: str = "all-MiniLM-L6-v2"
     # How the model runs: "torch" (fp32 sentence-transformers) or "onnx-int8" (ONNX Runtime, int8
@@ -64,6 +68,9 @@ class Settings:
     bm25_k1: float = 1.5
     bm25_b: float = 0.75
     bm25_title_weight: int = 1
+    # PostgreSQL store only: rank keyword matches by "bm25" (computed in SQL, as above) or PostgreSQL's
+    # "ts_rank" (idf-weighted). Title terms count bm25_title_weight times, fixed when a chunk is written.
+    keyword_rank: str = "bm25"
     # Vector index: "flat" (exact), "hnsw" (approximate, float32), "hnsw_sq8" (approximate, 8-bit
     # scalar quantized) or "auto" (flat below approx_threshold vectors, hnsw_sq8 from there on).
     index_type: str = "auto"

@@ -1,5 +1,10 @@
-"""The index: FAISS vectors plus SQLite documents, chunks and manifest in one folder."""
+"""The index: where documents, chunks, vectors and the keyword side live.
 
+`open_store(settings, ...)` picks the store: the local folder (FAISS vectors + SQLite, `IndexStore`)
+or PostgreSQL with pgvector (`PostgresStore`); both offer the `Store` interface.
+"""
+
+from assistant.index.backends import Store, open_store, read_manifest, store_location, uses_postgres
 from assistant.index.store import (
     ChunkRecord,
     DocumentRecord,
@@ -9,4 +14,5 @@ from assistant.index.store import (
     StoreError,
 )
 
-__all__ = ["ChunkRecord", "DocumentRecord", "IndexLockedError", "IndexStore", "ModelMismatchError", "StoreError"]
+__all__ = ["ChunkRecord", "DocumentRecord", "IndexLockedError", "IndexStore", "ModelMismatchError", "Store",
+           "StoreError", "open_store", "read_manifest", "store_location", "uses_postgres"]

