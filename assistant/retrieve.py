@@ -1,4 +1,6 @@
-"""Hybrid retrieval: FAISS dense search + BM25 (bm25s), fused by weighted reciprocal rank fusion.
+"""Hybrid retrieval: the store's dense search + keyword search (bm25s over the local store's terms,
+or the PostgreSQL store's own full-text BM25), fused by weighted reciprocal rank fusion (or
+relative / z-score fusion).
 
 RRF uses ranks, never raw scores, so cosine similarities and BM25 scores need no common scale
 ("relative" fusion min-max normalizes each list first). Stages are public so a benchmark can tune

@@ -9,7 +9,7 @@ inner product). Put the tables in a schema of your own with `?options=-csearch_p
 
 Keyword side: PostgreSQL full-text search (the GIN index finds the chunks with any query term),
 ranked by `keyword_rank`: "bm25" (default) computes BM25 in SQL from the tsvector's term
-frequencies, the stored term count and the idf (the same Lucene formula bm25s uses in the local
+frequencies (stored per chunk), its term count and the idf (the same Lucene formula bm25s uses in the local
 store, so both stores rank alike); "ts_rank" uses PostgreSQL's `ts_rank` (normalized by length)
 weighted by idf. Terms are our stemmed `content_terms` (title terms `bm25_title_weight` times, then
 the chunk's) fed through the 'simple' configuration, so both stores see the same words. Document
@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -76,6 +77,7 @@ def schema_sql(dim: int) -> list[str]:
             text TEXT NOT NULL,
             terms TEXT NOT NULL,
             n_terms INTEGER NOT NULL,
+            tf JSONB NOT NULL,
             tsv TSVECTOR NOT NULL,
             embedding VECTOR({int(dim)}) NOT NULL)""",
         "CREATE INDEX IF NOT EXISTS assistant_chunks_doc ON assistant_chunks (doc_id, ord)",
@@ -158,13 +160,12 @@ WITH q AS (
     FROM unnest(%(terms)s::text[], %(idfs)s::float8[]) AS t(term, idf)
 )
 """
-# BM25 (Lucene variant, as bm25s): idf x tf / (tf + k1 (1 - b + b dl / avgdl)), tf from the tsvector.
+# BM25 (Lucene variant, as bm25s): idf x tf / (tf + k1 (1 - b + b dl / avgdl)), tf from the stored
+# term counts (4x faster than unnesting the tsvector's positions on SciFact).
 _BM25_SQL = _QUERY_TERMS + """
 SELECT c.id, sum(q.idf * f.tf / (f.tf + %(k1)s * (1 - %(b)s + %(b)s * c.n_terms / %(avgdl)s))) AS score
 FROM q JOIN assistant_chunks c ON c.tsv @@ q.query
-CROSS JOIN LATERAL (
-    SELECT coalesce(array_length(u.positions, 1), 1)::float8 AS tf FROM unnest(c.tsv) AS u WHERE u.lexeme = q.term
-) AS f
+CROSS JOIN LATERAL (SELECT coalesce((c.tf ->> q.term)::float8, 1) AS tf) AS f
 GROUP BY c.id
 ORDER BY score DESC, c.id
 LIMIT %(k)s
@@ -393,12 +394,13 @@ class PostgresStore:
             for (ordinal, start, end, n_tokens, text), vector in zip(rows, vectors, strict=True):
                 terms = title_terms + content_terms(text)
                 values.append((doc.id, ordinal, start, end, n_tokens, text, " ".join(terms[len(title_terms):]),
-                               len(terms), " ".join(terms), np.asarray(vector, dtype=np.float32)))
+                               len(terms), json.dumps(Counter(terms)), " ".join(terms),
+                               np.asarray(vector, dtype=np.float32)))
             if values:
                 with self.conn.cursor() as cursor:
                     cursor.executemany(
                         "INSERT INTO assistant_chunks(doc_id, ord, start_char, end_char, n_tokens, text, terms, "
-                        "n_terms, tsv, embedding) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, "
+                        "n_terms, tf, tsv, embedding) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, "
                         "to_tsvector('simple', %s), %s)", values)
 
     def remove_document(self, doc_id: str) -> bool:

@@ -198,3 +198,19 @@ def test_two_concurrent_ingests_into_postgres_lose_nothing(tmp_path: Path, embed
         for d in docs:
             assert len(store.document_chunks(d.id)) == d.n_chunks
         assert store.generation >= 2
+
+
+def test_db_migrate_command_and_clear_connection_errors(tmp_path: Path) -> None:
+    from assistant.cli import main
+
+    url = fresh_postgres_url()
+    assert main(["--store", url, "db", "migrate"]) == 0
+    assert main(["--store", url, "db", "migrate"]) == 0  # idempotent
+    assert read_manifest(Settings(store=url))["schema_version"] == "1"
+    missing = f"postgresql://someone:hunter2@/nodb?host={tmp_path}"
+    with pytest.raises(StoreError, match="cannot connect to PostgreSQL") as info:
+        read_manifest(Settings(store=missing))
+    assert "hunter2" not in str(info.value)
+    assert main(["--store", missing, "--index-dir", str(tmp_path / "i"), "documents"]) == 2
+    with pytest.raises(ValueError, match="postgresql://"):
+        open_store(Settings(store="mysql://x"), "m", 3)
