@@ -17,7 +17,9 @@ sentence. Below `abstain_threshold` (calibrated on a golden set) the assistant a
 from __future__ import annotations
 
 import re
+from collections.abc import Set as AbstractSet
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 
 from assistant.condense import Condensed
 from assistant.retrieve import CorpusStats, Passage
@@ -63,10 +65,10 @@ class ExtractiveAnswer:
     candidates: list[Candidate] = field(default_factory=list)
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Unit:
     span: Span
-    terms: set[str]
+    terms: frozenset[str]
     heading: bool
 
 
@@ -106,9 +108,9 @@ class ExtractiveAnswerer:
         candidates: list[Candidate] = []
         for rank, passage in enumerate(passages):
             units = _units(passage)
-            title_terms = set(content_terms(passage.title))
+            title_terms = _title_terms(passage.title)
             dense = passage.dense_score or 0.0
-            heading_terms: set[str] = set()
+            heading_terms: frozenset[str] = frozenset()
             for i, unit in enumerate(units):
                 context = title_terms | heading_terms
                 for prev in units[max(0, i - 2) : i]:
@@ -175,8 +177,16 @@ class ExtractiveAnswerer:
         return ExtractiveAnswer(" ".join(parts), False, citations, best.score, candidates[:10])
 
 
-def _units(passage: Passage) -> list[_Unit]:
+def _units(passage: Passage) -> tuple[_Unit, ...]:
     """Sentences, with a lead-in line ending in ':' joined to the sentence after it."""
+    return _units_of(passage.text, passage.start)
+
+
+@lru_cache(maxsize=4096)
+def _units_of(text: str, start: int) -> tuple[_Unit, ...]:
+    """Cached per chunk (text, offset): the same passages come back question after question, and
+    splitting and stemming them was most of the answerer's time (read-only results)."""
+    passage = _Text(text, start)
     sentences = split_sentences(passage.text, passage.start)
     units: list[_Unit] = []
     i = 0
@@ -191,9 +201,20 @@ def _units(passage: Passage) -> list[_Unit]:
         terms = set(content_terms(text))
         if _QUOTE_CHARS.search(text):
             terms.add(QUOTE)
-        units.append(_Unit(span, terms, heading))
+        units.append(_Unit(span, frozenset(terms), heading))
         i += 1
-    return units
+    return tuple(units)
+
+
+@dataclass(frozen=True)
+class _Text:
+    text: str
+    start: int
+
+
+@lru_cache(maxsize=4096)
+def _title_terms(title: str) -> frozenset[str]:
+    return frozenset(content_terms(title))
 
 
 # Stems of reporting verbs: asking what someone "said" is answered by what they "described",
@@ -245,7 +266,7 @@ def _noise_penalty(text: str) -> float:
     return 0.08 * signs
 
 
-def _has(terms: set[str], term: str) -> bool:
+def _has(terms: AbstractSet[str], term: str) -> bool:
     """Exact term, a reporting verb for a reporting verb, or a name variant (Zelensky / Zelenskyy)."""
     if term in terms:
         return True
