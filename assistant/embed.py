@@ -124,6 +124,8 @@ class Embedder:
         self.name = self.model_name + BACKEND_SUFFIX[self.backend]
         self._model: Any = None
         self._lock = threading.Lock()
+        self._count_lock = threading.Lock()
+        self._counter: Callable[[str], int] | None = None
         self._queries = _QueryBatcher(lambda texts: self.encode(texts, batch_size=len(texts)))
 
     @property
@@ -153,8 +155,25 @@ class Embedder:
         return int(self.model.max_seq_length)
 
     def count_tokens(self, text: str) -> int:
-        """Word pieces the model sees, including its special tokens."""
-        return len(self.model.tokenizer(text, add_special_tokens=True, truncation=False)["input_ids"])
+        """Word pieces the model sees, including its special tokens.
+
+        Uses its own copy of the (fast) tokenizer under a lock: the ingestor counts tokens in its
+        chunking thread while `encode` tokenizes in another, and a Rust tokenizer whose truncation
+        settings are switched by two threads at once fails ("Already borrowed")."""
+        with self._count_lock:
+            if self._counter is None:
+                tokenizer = self.model.tokenizer
+                backend = getattr(tokenizer, "backend_tokenizer", None)
+                if backend is not None:
+                    from tokenizers import Tokenizer
+
+                    counter = Tokenizer.from_str(backend.to_str())
+                    counter.no_truncation()
+                    counter.no_padding()
+                    self._counter = lambda t: len(counter.encode(t, add_special_tokens=True).ids)
+                else:  # a slow (Python) tokenizer: the model's own, still under the lock
+                    self._counter = lambda t: len(tokenizer(t, add_special_tokens=True, truncation=False)["input_ids"])
+            return self._counter(text)
 
     def fits(self, text: str) -> bool:
         return self.count_tokens(text) <= self.max_tokens

@@ -2,7 +2,8 @@
 
 Per file: hash the bytes; skip when the stored hash matches; otherwise load, chunk and queue.
 Queued chunks are embedded in large batches (throughput close to raw model encode) and written;
-the store commits every `checkpoint_chunks` and at the end. One bad file is recorded as failed
+the store commits every `checkpoint_chunks` and at the end. Loading/chunking (a loader thread),
+encoding (an encode thread) and store writes (the calling thread) overlap; order is kept. One bad file is recorded as failed
 with its reason and never stops the batch.
 """
 
@@ -11,11 +12,15 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
+import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm
 
 from assistant.chunk import Chunk, Chunker
@@ -72,6 +77,106 @@ class _Pending:
     record: DocumentRecord
     chunks: list[Chunk]
     result: FileResult
+
+
+@dataclass
+class _Prepared:
+    """One item after the loader thread: facts, and chunks unless it looked unchanged."""
+
+    source: str
+    reason: str | None = None  # set: the item failed (the reason is reported)
+    digest: str = ""
+    size: int = 0
+    loader: Callable[[], LoadedDocument] | None = None
+    title: str = ""
+    chunks: list[Chunk] | None = None
+
+
+def _load_chunks(loader: Callable[[], LoadedDocument], chunker: Chunker) -> tuple[str, list[Chunk]]:
+    loaded = loader()
+    chunks = list(chunker.chunks(loaded.segments))
+    if not chunks:
+        raise LoadError("no text to index after cleaning")
+    return loaded.title, chunks
+
+
+class _Feed:
+    """Loader thread → ingest thread, in order. Bounded by queued chunks (at least one item always
+    fits), so a slow encoder holds back loading rather than filling memory."""
+
+    def __init__(self, max_chunks: int) -> None:
+        self._max = max_chunks
+        self._items: deque[tuple[_Prepared, int]] = deque()
+        self._queued = 0
+        self._cond = threading.Condition()
+        self._closed = False
+        self._error: BaseException | None = None
+
+    def put(self, item: _Prepared, weight: int) -> bool:
+        """False once the consumer has closed the feed."""
+        with self._cond:
+            while self._items and self._queued + weight > self._max and not self._closed:
+                self._cond.wait()
+            if self._closed:
+                return False
+            self._items.append((item, weight))
+            self._queued += weight
+            self._cond.notify_all()
+            return True
+
+    def fail(self, error: BaseException) -> None:
+        with self._cond:
+            self._error = error
+            self._cond.notify_all()
+
+    def get(self) -> _Prepared:
+        with self._cond:
+            while not self._items and self._error is None:
+                self._cond.wait()
+            if self._items:
+                item, weight = self._items.popleft()
+                self._queued -= weight
+                self._cond.notify_all()
+                return item
+            assert self._error is not None
+            raise self._error
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._items.clear()
+            self._cond.notify_all()
+
+
+class _EncodePipeline:
+    """Batch k is encoded on the encode thread while the ingest thread writes batch k-1 and
+    prepares batch k+1. `submit` returns the chunks it wrote (those of the previous batch)."""
+
+    def __init__(self, ingestor: Ingestor, store: Store, report: IngestReport, encoder: ThreadPoolExecutor,
+                 bar: tqdm) -> None:
+        self._ingestor, self._store, self._report = ingestor, store, report
+        self._encoder, self._bar = encoder, bar
+        self._inflight: tuple[Future[np.ndarray], list[_Pending]] | None = None
+        self._checked = False
+
+    def submit(self, pending: list[_Pending]) -> int:
+        if not pending:
+            return 0
+        if not self._checked:  # before anything is encoded or written
+            self._ingestor._check_dim(self._store)
+            self._checked = True
+        texts = [c.text for p in pending for c in p.chunks]
+        future = self._encoder.submit(self._ingestor._encode, texts, self._bar)
+        written = self.drain()
+        self._inflight = (future, pending)
+        return written
+
+    def drain(self) -> int:
+        if self._inflight is None:
+            return 0
+        future, pending = self._inflight
+        self._inflight = None
+        return self._ingestor._write(self._store, pending, future.result(), self._report)
 
 
 def document_id(source: str) -> str:
@@ -177,6 +282,10 @@ class Ingestor:
 
     def _run(self, items: list[tuple[str, Callable[[], tuple[str, int, Callable[[], LoadedDocument]]]]],
              progress: bool | None, prune: bool) -> IngestReport:
+        """Three stages overlap: a loader thread hashes, loads and chunks the next documents (in
+        input order, a bounded feed ahead); one encode thread embeds the current batch; this thread
+        checks each document against the store, and writes and commits the previous batch. Store
+        access stays on this thread; results, chunks and vectors keep the input order."""
         started = time.perf_counter()
         report = IngestReport()
         show = sys.stderr.isatty() if progress is None else progress
@@ -185,51 +294,88 @@ class Ingestor:
         with self.open_store() as store:
             files_bar = tqdm(total=len(items), desc="files", unit="file", disable=not show, position=0)
             chunks_bar = tqdm(desc="chunks embedded", unit="chunk", disable=not show, position=1)
+            # Stored hashes before the loader starts: it skips loading files that look unchanged.
+            # Only a hint; the decision below asks the store itself.
+            known = {doc.source: doc.content_hash for doc in store.documents()} if items else {}
+            chunker = self.chunker  # created here, not lazily in the loader thread
+            feed = _Feed(max(64, 2 * self.settings.embed_batch_chunks))
+            loader_thread = threading.Thread(target=self._prepare_all, args=(items, known, chunker, feed),
+                                             name="ingest-load", daemon=True)
+            encoder = ThreadPoolExecutor(1, thread_name_prefix="ingest-encode")
+            batches = _EncodePipeline(self, store, report, encoder, chunks_bar)
             try:
-                for source, facts in items:
-                    files_bar.set_postfix_str(Path(source).name[-40:], refresh=False)
-                    result = FileResult(source, "failed")
+                loader_thread.start()
+                for _ in range(len(items)):
+                    prep = feed.get()
+                    files_bar.set_postfix_str(Path(prep.source).name[-40:], refresh=False)
+                    result = FileResult(prep.source, "failed", prep.reason or "")
                     report.results.append(result)
-                    try:
-                        digest, size, loader = facts()
-                        existing = store.document_by_source(source)
-                        result.doc_id = document_id(source)
-                        if existing and existing.content_hash == digest:
-                            result.status, result.chunks = "unchanged", existing.n_chunks
-                        else:
-                            loaded = loader()
-                            chunks = list(self.chunker.chunks(loaded.segments))
-                            if not chunks:
-                                raise LoadError("no text to index after cleaning")
-                            record = DocumentRecord(result.doc_id, source, loaded.title, digest, size,
-                                                    len(chunks), time.time())
-                            result.status = "updated" if existing else "added"
-                            result.chunks = len(chunks)
-                            pending.append(_Pending(record, chunks, result))
-                    except LoadError as exc:
-                        result.status, result.reason = "failed", str(exc)
-                    except (OSError, MemoryError, ValueError, RuntimeError) as exc:
-                        result.status, result.reason = "failed", f"{type(exc).__name__}: {exc}"
+                    if prep.reason is None:
+                        try:
+                            self._decide(store, prep, result, chunker, pending)
+                        except LoadError as exc:
+                            result.status, result.reason = "failed", str(exc)
+                        except (OSError, MemoryError, ValueError, RuntimeError) as exc:
+                            result.status, result.reason = "failed", f"{type(exc).__name__}: {exc}"
                     files_bar.update(1)
                     if sum(len(p.chunks) for p in pending) >= self.settings.embed_batch_chunks:
-                        uncommitted += self._flush(store, pending, report, chunks_bar)
+                        uncommitted += batches.submit(pending)
                         pending = []
                     if uncommitted >= self.settings.checkpoint_chunks:
                         store.commit()
                         uncommitted = 0
-                uncommitted += self._flush(store, pending, report, chunks_bar)
+                uncommitted += batches.submit(pending)
+                uncommitted += batches.drain()
+                loader_thread.join()  # it has handed on every item
                 if prune:
                     self._prune(store, report)
                 store.commit()
             finally:
+                feed.close()
+                encoder.shutdown(wait=True, cancel_futures=True)
                 files_bar.close()
                 chunks_bar.close()
         report.seconds = time.perf_counter() - started
         return report
 
-    def _flush(self, store: Store, pending: list[_Pending], report: IngestReport, bar: tqdm) -> int:
-        if not pending:
-            return 0
+    def _prepare_all(self, items: list[tuple[str, Callable[[], tuple[str, int, Callable[[], LoadedDocument]]]]],
+                     known: dict[str, str], chunker: Chunker, feed: _Feed) -> None:
+        """Loader thread: hash, load and chunk each item in order and hand it on (blocks while the
+        feed is full). Expected failures travel with their item; anything else ends the ingest."""
+        try:
+            for source, facts in items:
+                prep = _Prepared(source)
+                try:
+                    prep.digest, prep.size, prep.loader = facts()
+                    if known.get(source) != prep.digest:  # looks new or changed: load and chunk now
+                        prep.title, prep.chunks = _load_chunks(prep.loader, chunker)
+                except LoadError as exc:
+                    prep.reason = str(exc)
+                except (OSError, MemoryError, ValueError, RuntimeError) as exc:
+                    prep.reason = f"{type(exc).__name__}: {exc}"
+                if not feed.put(prep, len(prep.chunks or ())):
+                    return  # the ingest stopped
+        except BaseException as exc:  # noqa: BLE001 - re-raised on the ingest thread
+            feed.fail(exc)
+
+    def _decide(self, store: Store, prep: _Prepared, result: FileResult, chunker: Chunker,
+                pending: list[_Pending]) -> None:
+        """Unchanged (per the store) or queued for embedding, as the serial ingest decided."""
+        assert prep.loader is not None
+        existing = store.document_by_source(prep.source)
+        result.doc_id = document_id(prep.source)
+        if existing and existing.content_hash == prep.digest:
+            result.status, result.chunks = "unchanged", existing.n_chunks
+            return
+        if prep.chunks is None:  # the loader's hint said unchanged (e.g. a source given twice)
+            prep.title, prep.chunks = _load_chunks(prep.loader, chunker)
+        record = DocumentRecord(result.doc_id, prep.source, prep.title, prep.digest, prep.size,
+                                len(prep.chunks), time.time())
+        result.status = "updated" if existing else "added"
+        result.chunks = len(prep.chunks)
+        pending.append(_Pending(record, prep.chunks, result))
+
+    def _check_dim(self, store: Store) -> None:
         if self.embedder.dim != store.dim:
             raise ModelMismatchError(
                 f"index at {store_location(self.settings)} has {store.dim}-dim vectors, but the model "
@@ -237,23 +383,25 @@ class Ingestor:
                 f"{store_location(self.settings)} (or pick a new --index-dir / --store) "
                 "and run `assistant ingest PATH` again"
             )
-        texts = [c.text for p in pending for c in p.chunks]
+
+    def _encode(self, texts: list[str], bar: tqdm) -> np.ndarray:
+        """Encode thread: one batch's vectors (in steps, for the progress bar)."""
         vectors = []
         step = max(32, self.settings.embed_batch_chunks)
         for start in range(0, len(texts), step):
             vectors.append(self.embedder.encode(texts[start : start + step]))
             bar.update(min(step, len(texts) - start))
-        import numpy as np
+        return np.concatenate(vectors) if vectors else np.zeros((0, self.embedder.dim), np.float32)
 
-        all_vectors = np.concatenate(vectors) if vectors else np.zeros((0, self.embedder.dim), np.float32)
+    def _write(self, store: Store, pending: list[_Pending], vectors: np.ndarray, report: IngestReport) -> int:
         offset = 0
         for p in pending:
             n = len(p.chunks)
             rows = [(c.ord, c.start, c.end, c.n_tokens, c.text) for c in p.chunks]
-            store.put_document(p.record, rows, all_vectors[offset : offset + n])
+            store.put_document(p.record, rows, vectors[offset : offset + n])
             offset += n
-        report.embedded_chunks += len(texts)
-        return len(texts)
+        report.embedded_chunks += offset
+        return offset
 
     def _prune(self, store: Store, report: IngestReport) -> None:
         for doc in store.documents():

@@ -12,6 +12,10 @@ Dynamic quantization scales activations per tensor, i.e. over a whole padded bat
 vector depends slightly on the texts batched with it (cosine about 0.99 between batchings; fp32
 vectors do not move). Vectors are still deterministic for a given batch.
 
+Tried and dropped (benchmarks/RESULTS.md): fusing the graph first with onnxruntime's transformer
+optimizer (Attention/SkipLayerNorm/BiasGelu, then QAttention) was 10-12% slower than letting the
+session fuse this graph at load, and per-tensor weights lose accuracy (cosine 0.94).
+
 Only `onnxruntime` and `onnx` are needed (no optimum: optimum-onnx pins transformers < 4.58).
 Pooling (mean or CLS, from the model's `1_Pooling/config.json`) and L2 normalization run in numpy.
 
@@ -25,8 +29,10 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 import warnings
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -153,7 +159,16 @@ def _build(model_path: Path, folder: Path, isa: str) -> None:
 
 
 class OnnxEncoder:
-    """Tokenize, run the int8 ONNX transformer, pool, normalize: like `SentenceTransformer.encode`."""
+    """Tokenize, run the int8 ONNX transformer, pool, normalize: like `SentenceTransformer.encode`.
+
+    Speed (see benchmarks/RESULTS.md): texts are tokenized once (a private copy of the fast tokenizer,
+    one batch call), sorted by token count (longest first) and cut into batches padded only to
+    their own longest member. The ONNX session runs with ONE intra-op thread; `threads` > 1 runs
+    that many batches at once, one per worker thread (onnxruntime releases the GIL), instead of
+    splitting each small matrix product over threads. For MiniLM's small matrices that is about 1.3x
+    faster per CPU-second, and on a shared machine it does not stall on thread barriers when a
+    core is taken. A call with a single batch (a query) runs in the caller's thread.
+    """
 
     def __init__(self, model_name: str, model_path: Path, threads: int | None = None,
                  cache_dir: Path | str | None = None, isa: str | None = None) -> None:
@@ -161,10 +176,15 @@ class OnnxEncoder:
         from transformers import AutoTokenizer
 
         self.onnx_path = quantized_model_path(model_name, model_path, isa, cache_dir)
+        # Public tokenizer (Embedder.count_tokens, the chunker); `encode` uses its own copy, so a
+        # chunker thread counting tokens never shares tokenizer state with an encode in flight.
         self.tokenizer = AutoTokenizer.from_pretrained(str(model_path))
         st_config = _read_json(model_path / "sentence_bert_config.json")
         self.max_seq_length = int(st_config.get("max_seq_length") or self.tokenizer.model_max_length)
         self.do_lower_case = bool(st_config.get("do_lower_case", False))
+        self._tok = _private_tokenizer(self.tokenizer, self.max_seq_length)
+        self._tok_lock = threading.Lock()
+        self._pad_id = int(self.tokenizer.pad_token_id or 0)
         pooling = _read_json(model_path / "1_Pooling" / "config.json")
         if pooling.get("pooling_mode_cls_token"):
             self.pooling = "cls"
@@ -177,48 +197,96 @@ class OnnxEncoder:
             import torch
 
             threads = torch.get_num_threads()
+        self.workers = max(1, int(threads))
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
         options = ort.SessionOptions()
-        options.intra_op_num_threads = max(1, threads)
+        options.intra_op_num_threads = 1  # parallelism is across batches (self.workers), see above
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.session = ort.InferenceSession(str(self.onnx_path), options, providers=["CPUExecutionProvider"])
         self._inputs = {i.name for i in self.session.get_inputs()}
         if not self._dim:
-            self._dim = int(self._forward(["dimension probe"]).shape[1])
+            self._dim = int(self._forward([self._token_ids(["dimension probe"])[0]]).shape[1])
 
     def get_embedding_dimension(self) -> int:
         return self._dim
 
-    def _forward(self, texts: list[str]) -> np.ndarray:
+    def _token_ids(self, texts: list[str]) -> list[list[int]]:
+        """Word-piece ids with special tokens, truncated to max_seq_length (no padding)."""
         if self.do_lower_case:
             texts = [t.lower() for t in texts]
-        enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_seq_length, return_tensors="np")
-        feed = {k: np.asarray(v, dtype=np.int64) for k, v in enc.items() if k in self._inputs}
-        if "token_type_ids" in self._inputs and "token_type_ids" not in feed:
-            feed["token_type_ids"] = np.zeros_like(feed["input_ids"])
-        hidden = self.session.run(None, feed)[0]
+        with self._tok_lock:
+            if hasattr(self._tok, "encode_batch_fast"):  # tokenizers >= 0.20: no character offsets
+                encodings = self._tok.encode_batch_fast(texts)
+            else:  # pragma: no cover - older tokenizers
+                encodings = self._tok.encode_batch(texts)
+        return [e.ids for e in encodings]
+
+    def _forward(self, ids: list[list[int]]) -> np.ndarray:
+        """Pooled (not normalized) vectors of one batch, padded to its longest member."""
+        width = max(len(x) for x in ids)
+        input_ids = np.full((len(ids), width), self._pad_id, dtype=np.int64)
+        mask = np.zeros((len(ids), width), dtype=np.int64)
+        for row, x in enumerate(ids):
+            input_ids[row, : len(x)] = x
+            mask[row, : len(x)] = 1
+        feed = {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": np.zeros_like(input_ids)}
+        hidden = self.session.run(None, {k: v for k, v in feed.items() if k in self._inputs})[0]
         if self.pooling == "cls":
             return np.asarray(hidden[:, 0], dtype=np.float32)
-        mask = feed["attention_mask"][..., None].astype(np.float32)
-        return (hidden * mask).sum(axis=1) / np.clip(mask.sum(axis=1), 1e-9, None)
+        weights = mask[..., None].astype(np.float32)
+        return np.asarray((hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None), dtype=np.float32)
+
+    def _executor(self) -> ThreadPoolExecutor:
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="onnx-encode")
+            return self._pool
 
     def encode(self, texts: Sequence[str], batch_size: int = 32, convert_to_numpy: bool = True,
                normalize_embeddings: bool = True, show_progress_bar: bool = False, **_: Any) -> np.ndarray:
-        """Unit vectors (if normalize_embeddings) in input order; batches of similar length, like
-        sentence-transformers (sorted by length, longest first), to keep padding low."""
+        """Unit vectors (if normalize_embeddings) in input order. Batches hold texts of similar token
+        count (sorted, longest first), so padding stays low."""
         texts = list(texts)
         if not texts:
             return np.zeros((0, self._dim), dtype=np.float32)
-        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        ids = self._token_ids(texts)
+        order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))  # stable: ties keep input order
+        step = max(1, batch_size)
+        batches = [order[start : start + step] for start in range(0, len(order), step)]
         out = np.empty((len(texts), self._dim), dtype=np.float32)
-        for start in range(0, len(order), max(1, batch_size)):
-            idx = order[start : start + batch_size]
-            vectors = self._forward([texts[i] for i in idx])
+
+        def run(idx: list[int]) -> None:
+            vectors = self._forward([ids[i] for i in idx])
             if normalize_embeddings:
                 vectors = vectors / np.clip(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12, None)
             out[idx] = vectors
+
+        if self.workers == 1 or len(batches) == 1:
+            for idx in batches:
+                run(idx)
+        else:
+            for _done in self._executor().map(run, batches):  # re-raises a worker's error here
+                pass
         return out
+
+    def close(self) -> None:
+        with self._pool_lock:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+                self._pool = None
+
+
+def _private_tokenizer(tokenizer: Any, max_length: int) -> Any:
+    """A copy of the fast tokenizer's Rust backend with truncation fixed and no padding."""
+    from tokenizers import Tokenizer
+
+    backend = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
+    backend.no_padding()
+    backend.enable_truncation(max_length=max_length)
+    return backend
 
 
 def _read_json(path: Path) -> dict[str, Any]:

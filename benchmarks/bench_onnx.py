@@ -2,21 +2,30 @@
 
 Prints figures; it is not a test. Run from the project root:
 
-    .venv/bin/python benchmarks/bench_onnx.py                     # 2,000 texts, 200 queries
-    .venv/bin/python benchmarks/bench_onnx.py --texts 300 --queries 50 --json /tmp/onnx.json
+    .venv/bin/python benchmarks/bench_onnx.py                       # 1,500 docs, 200 queries
+    .venv/bin/python benchmarks/bench_onnx.py --docs 300 --queries 50 --json /tmp/onnx.json
+    .venv/bin/python benchmarks/bench_onnx.py --docs 0              # all 5,183 docs
 
 In one warm process (model loads and the int8 build are timed apart, never inside a figure):
 
-1. Raw encode throughput of the first --texts SciFact documents (title + blank line + abstract, as
-   the ingestor writes them; the models truncate at their 256 word pieces), batch 32, with the
-   threads torch has by default (--threads to change): int8, then fp32, then int8 again (a change
-   of load between phases shows up as a gap between the two int8 figures).
-2. Cosine between the fp32 and int8 vector of each text: mean, min, 1st percentile.
+1. The first --docs SciFact documents (title, blank line, abstract) are chunked once with the
+   ingestor's own chunker (default settings), outside every timed region. Those chunk texts are
+   the input of every phase:
+   - `fp32_raw`: sentence-transformers `encode(chunks, batch_size=32)` (the baseline; torch's
+     default threads, --threads to change);
+   - `int8_raw`: `OnnxEncoder.encode(chunks, batch_size=32)` (same thread count);
+   - `int8_ingest`: the full `Ingestor.ingest_texts` with the onnx-int8 embedder into a fresh
+     index (hash, chunk, encode, SQLite + FAISS writes, commits), chunks per second of wall time.
+   Phases run interleaved, by default fp32_raw, int8_raw, int8_ingest, then the reverse
+   (--order), so a change of load shows up as a gap between the two figures of one phase.
+   Ratios use the mean rate of each phase; per CPU-second ratios are given too (process CPU time,
+   all threads).
+2. Cosine between the fp32 and int8 vector of each chunk (and of the stored int8 vectors).
 3. Query encode latency, one query per call, 1 thread for both (the server's setting), on the first
    --queries SciFact queries: p50 / p95 / mean ms.
 
-CPU time is recorded next to wall time: on a shared machine cpu/wall well below the thread count
-means other work took the cores.
+CPU time and the 1-minute load average are recorded next to wall time: on a shared machine
+cpu/wall well below the thread count means other work took the cores.
 """
 
 from __future__ import annotations
@@ -85,29 +94,40 @@ def latency(encode: Callable[[str], Any], queries: Sequence[str]) -> dict[str, f
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--beir", type=Path, default=DEFAULT_BEIR)
-    parser.add_argument("--texts", type=int, default=2000)
+    parser.add_argument("--docs", type=int, default=1500, help="first N SciFact docs (0: all)")
     parser.add_argument("--queries", type=int, default=200)
-    parser.add_argument("--threads", type=int, default=None, help="threads for the throughput phase "
+    parser.add_argument("--threads", type=int, default=None, help="threads for the throughput phases "
                         "(default: torch's default, the number of cores)")
+    parser.add_argument("--order", default="fp32_raw,int8_raw,int8_ingest,int8_ingest,int8_raw,fp32_raw",
+                        help="comma-separated phases, run in this order")
+    parser.add_argument("--index-root", type=Path, default=Path("/tmp/bench_onnx_index"),
+                        help="fresh index folders for the ingest phases are made under it")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args()
+
+    import shutil
 
     import onnxruntime
     import torch
 
     from assistant import onnx_embed
     from assistant.embed import Embedder, resolve_model_path
+    from assistant.index import IndexStore
+    from assistant.ingest import Ingestor, TextItem
+    from assistant.settings import Settings
 
     if args.threads:
         torch.set_num_threads(args.threads)
     threads = torch.get_num_threads()
-    docs = read_jsonl(args.beir / "corpus.jsonl", args.texts)
-    texts = [f"{d.get('title', '')}\n\n{d.get('text', '')}".strip() for d in docs]
+    docs = read_jsonl(args.beir / "corpus.jsonl", args.docs or 10**9)
+    items = [TextItem(f"scifact:{d['_id']}", f"{d.get('title', '')}\n\n{d.get('text', '')}", d.get("title", ""))
+             for d in docs]
     queries = [q["text"] for q in read_jsonl(args.beir / "queries.jsonl", args.queries)]
-    report: dict[str, Any] = {"texts": len(texts), "queries": len(queries), "threads": threads,
+    report: dict[str, Any] = {"docs": len(docs), "queries": len(queries), "threads": threads,
                               "isa": onnx_embed.detect_isa(), "torch": torch.__version__,
                               "onnxruntime": onnxruntime.__version__, "cores": os.cpu_count(),
-                              "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
+                              "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+                              "loadavg_start": [round(x, 2) for x in os.getloadavg()]}
 
     fp32 = Embedder("all-MiniLM-L6-v2", "torch")
     int8 = Embedder("all-MiniLM-L6-v2", "onnx-int8")
@@ -115,38 +135,77 @@ def main() -> None:
     _, report["load_int8"] = timed(lambda: int8.model)  # includes the one-time build if not cached
     report["int8_model"] = str(int8.model.onnx_path)
     report["int8_builds_this_run"] = onnx_embed.builds
-    pieces = [min(fp32.count_tokens(t), fp32.max_tokens) for t in texts]
-    report["word_pieces_per_text_mean"] = round(statistics.fmean(pieces), 1)
-    warm = texts[:64]
-    fp32.encode(warm)
+    report["int8_workers"] = int8.model.workers
+    settings = Settings.from_env()
+    chunker = Ingestor(settings, fp32).chunker
+    log(f"chunking {len(items)} docs ...")
+    chunks, report["chunking"] = timed(lambda: [c.text for it in items for c in chunker.chunks([it.text])])
+    pieces = [min(fp32.count_tokens(t), fp32.max_tokens) for t in chunks]
+    report["chunks"] = len(chunks)
+    report["word_pieces_per_chunk_mean"] = round(statistics.fmean(pieces), 1)
+    report["settings"] = {"chunk_tokens": settings.chunk_tokens, "chunk_overlap": settings.chunk_overlap,
+                          "embed_batch_chunks": settings.embed_batch_chunks,
+                          "checkpoint_chunks": settings.checkpoint_chunks}
+    warm = chunks[:64]
+    fp32.model.encode(warm, batch_size=32, normalize_embeddings=True)
     int8.encode(warm)
+    log(f"{len(chunks)} chunks, {report['word_pieces_per_chunk_mean']} word pieces on average")
 
-    def throughput(embedder: Embedder, label: str) -> np.ndarray:
-        log(f"encode {len(texts)} texts with {label} ...")
-        vectors, info = timed(lambda: embedder.encode(texts, batch_size=32))
-        info["texts_per_s"] = round(len(texts) / info["wall_s"], 2)
-        report.setdefault("throughput", {})[label] = info
-        log(f"  {label}: {info}")
-        return vectors
+    vectors: dict[str, np.ndarray] = {}
+    runs: dict[str, list[dict[str, Any]]] = {}
+    for n, phase in enumerate(args.order.split(",")):
+        log(f"{phase} ({len(chunks)} chunks) ...")
+        if phase == "fp32_raw":
+            out, info = timed(lambda: fp32.model.encode(chunks, batch_size=32, normalize_embeddings=True,
+                                                        convert_to_numpy=True, show_progress_bar=False))
+            vectors.setdefault(phase, out)
+        elif phase == "int8_raw":
+            out, info = timed(lambda: int8.model.encode(chunks, batch_size=32, normalize_embeddings=True))
+            vectors.setdefault(phase, out)
+        elif phase == "int8_ingest":
+            folder = args.index_root / f"int8-{n}"
+            shutil.rmtree(folder, ignore_errors=True)
+            ingest = Ingestor(settings.override(index_dir=folder), int8).ingest_texts
+            result, info = timed(lambda: ingest(items, progress=False))  # noqa: B023 - called at once
+            info["embedded_chunks"] = result.embedded_chunks
+            info["failed"] = len(result.failed)
+            assert result.embedded_chunks == len(chunks), (result.embedded_chunks, len(chunks))
+            if "int8_ingest" not in vectors:
+                with IndexStore.open(folder, int8.name, int8.dim) as store:
+                    stored = list(store.iter_chunks())
+                    assert [c.text for c in stored] == chunks, "stored chunks differ from the pre-chunked texts"
+                    vectors["int8_ingest"] = store.vectors_of([c.id for c in stored])
+        else:
+            raise SystemExit(f"unknown phase {phase!r}")
+        info["chunks_per_s"] = round(len(chunks) / info["wall_s"], 2)
+        info["chunks_per_cpu_s"] = round(len(chunks) / info["cpu_s"], 2)
+        runs.setdefault(phase, []).append(info)
+        log(f"  {phase}: {info}")
+    report["phases"] = runs
+    mean = {p: statistics.fmean(r["chunks_per_s"] for r in rs) for p, rs in runs.items()}
+    per_cpu = {p: statistics.fmean(r["chunks_per_cpu_s"] for r in rs) for p, rs in runs.items()}
+    report["mean_chunks_per_s"] = {p: round(v, 2) for p, v in mean.items()}
+    report["mean_chunks_per_cpu_s"] = {p: round(v, 2) for p, v in per_cpu.items()}
+    if "fp32_raw" in mean:
+        report["ratio_vs_fp32_raw"] = {p: round(v / mean["fp32_raw"], 2) for p, v in mean.items()}
+        report["ratio_per_cpu_s_vs_fp32_raw"] = {p: round(v / per_cpu["fp32_raw"], 2) for p, v in per_cpu.items()}
+    if "fp32_raw" in vectors:
+        report["cosine_to_fp32"] = {}
+        for phase in ("int8_raw", "int8_ingest"):
+            if phase in vectors:
+                cos = np.sum(vectors["fp32_raw"] * vectors[phase], axis=1)
+                report["cosine_to_fp32"][phase] = {"mean": round(float(cos.mean()), 5), "min": round(float(cos.min()), 5),
+                                                   "p1": round(percentile(cos, 1), 5)}
 
-    v8 = throughput(int8, "int8_first")
-    v32 = throughput(fp32, "fp32")
-    throughput(int8, "int8_again")
-    cos = np.sum(v32 * v8, axis=1)
-    report["cosine_fp32_int8"] = {"mean": round(float(cos.mean()), 5), "min": round(float(cos.min()), 5),
-                                  "p1": round(percentile(cos, 1), 5)}
-    t = report["throughput"]
-    report["speedup_int8_vs_fp32"] = round(statistics.fmean([t["int8_first"]["texts_per_s"], t["int8_again"]["texts_per_s"]])
-                                           / t["fp32"]["texts_per_s"], 2)
-
-    log(f"query latency, 1 thread, {len(queries)} queries ...")
-    torch.set_num_threads(1)
-    one_thread_int8 = onnx_embed.OnnxEncoder("all-MiniLM-L6-v2", resolve_model_path("all-MiniLM-L6-v2"), threads=1)
-    report["query_latency_1_thread"] = {
-        "fp32": latency(lambda q: fp32.model.encode([q], batch_size=1, normalize_embeddings=True), queries),
-        "int8": latency(lambda q: one_thread_int8.encode([q], batch_size=1), queries),
-    }
-    report["loadavg_1m_end"] = round(os.getloadavg()[0], 2)
+    if queries:
+        log(f"query latency, 1 thread, {len(queries)} queries ...")
+        torch.set_num_threads(1)
+        one_thread_int8 = onnx_embed.OnnxEncoder("all-MiniLM-L6-v2", resolve_model_path("all-MiniLM-L6-v2"), threads=1)
+        report["query_latency_1_thread"] = {
+            "fp32": latency(lambda q: fp32.model.encode([q], batch_size=1, normalize_embeddings=True), queries),
+            "int8": latency(lambda q: one_thread_int8.encode([q], batch_size=1), queries),
+        }
+    report["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
     print(json.dumps(report, indent=1))
     if args.json:
         args.json.write_text(json.dumps(report, indent=1))

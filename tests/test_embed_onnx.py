@@ -137,3 +137,31 @@ def test_index_built_with_torch_refuses_the_int8_backend(int8: Embedder, embedde
         Ingestor(settings, int8).ingest_texts([TextItem("doc:2", DOCS[1])], progress=False)
     # The backend that built it still opens it.
     Assistant(settings, embedder).store.close()
+
+
+def test_int8_batches_are_sorted_by_token_count_and_workers_do_not_change_vectors(int8: Embedder) -> None:
+    model = int8.model
+    texts = [" ".join(["word"] * n) + f" {i}" for i, n in enumerate([3, 40, 1, 90, 12, 12, 60, 7, 25])]
+    widths: list[list[int]] = []
+    real_forward = model._forward
+
+    def recording(ids: list[list[int]]) -> np.ndarray:
+        widths.append([len(x) for x in ids])
+        return real_forward(ids)
+
+    model._forward = recording  # instance attribute: only this test's calls
+    try:
+        saved = model.workers
+        model.workers = 1
+        serial = int8.encode(texts, batch_size=2)
+        model.workers = 3
+        parallel = int8.encode(texts, batch_size=2)
+    finally:
+        model.workers = saved
+        del model._forward
+    lengths = sorted((int8.count_tokens(t) for t in texts), reverse=True)
+    assert widths[: len(widths) // 2] == [lengths[i : i + 2] for i in range(0, len(texts), 2)]  # longest first
+    assert sorted(map(tuple, widths[len(widths) // 2 :])) == sorted(map(tuple, widths[: len(widths) // 2]))
+    assert np.array_equal(serial, parallel)  # same batches, same vectors, same (input) order
+    single = np.stack([int8.encode([t])[0] for t in texts])
+    assert np.sum(single * serial, axis=1).min() > 0.98
