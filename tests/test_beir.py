@@ -137,7 +137,7 @@ def test_fusion_functions_by_hand() -> None:
 
     dense = [(1, 0.9), (2, 0.5), (3, 0.1)]
     sparse = [(3, 10.0), (1, 5.0), (4, 0.0)]
-    rrf = HybridRetriever(None, None, Settings(fusion="rrf", rrf_k=60))  # type: ignore[arg-type]
+    rrf = HybridRetriever(None, None, Settings(fusion="rrf", rrf_k=60, dense_weight=1.0))  # type: ignore[arg-type]
     assert rrf.fuse(dense, sparse) == pytest.approx({1: 1 / 61 + 1 / 62, 2: 1 / 62, 3: 1 / 63 + 1 / 61, 4: 1 / 63})
     weighted = HybridRetriever(None, None, Settings(fusion="rrf", rrf_k=10, dense_weight=2.0))  # type: ignore[arg-type]
     assert weighted.fuse(dense, sparse)[1] == pytest.approx(2 / 11 + 1 / 12)

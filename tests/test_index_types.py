@@ -144,7 +144,7 @@ def test_bm25_is_saved_per_generation_and_loaded_not_rebuilt(corpus_settings: Se
         assert [p.bm25_score for p in again.passages] == pytest.approx([p.bm25_score for p in result.passages])
         assert dict(built.stats.df) == dict(loaded.stats.df) and built.stats.n_docs == loaded.stats.n_docs
         # Other BM25 parameters than the saved ones: built in memory from the stored terms.
-        other = HybridRetriever(store, embedder, corpus_settings.override(bm25_k1=0.9))
+        other = HybridRetriever(store, embedder, corpus_settings.override(bm25_k1=corpus_settings.bm25_k1 + 0.6))
         assert other.lexical().source == "built"
         # A newer generation is picked up: its BM25 is loaded and the old folder is gone.
         Ingestor(corpus_settings, embedder).ingest_texts(TEXTS, progress=False)
