@@ -50,17 +50,17 @@ class Settings:
     chunk_overlap: int = 32
     # Retrieval.
     top_k: int = 5
-    candidates: int = 800  # per retriever, before fusion (tuned with the fusion below)
-    rrf_k: int = 60
+    candidates: int = 200  # per retriever, before fusion (tuned with the fusion below)
+    rrf_k: int = 5
     near_duplicate_jaccard: float = 0.8
     # Fusion of the dense and BM25 lists: "rrf" (weighted reciprocal rank fusion, k = rrf_k),
     # "relative" (weighted sum of min-max normalized scores) or "zscore" (of standardized scores).
-    # fusion, dense_weight, candidates, bm25_k1 and bm25_b: the best configuration on BEIR SciFact
-    # train (`assistant bench retrieval --tune`, 2026-11-24) that lowers no news golden-set score;
-    # the train-best ones (relative fusion with dense_weight <= 2) cite the other article on one
-    # golden question (benchmarks/RESULTS.md, "Retrieval on BEIR SciFact").
-    fusion: str = "relative"
-    dense_weight: float = 2.5
+    # fusion, rrf_k, dense_weight, candidates, bm25_k1 and bm25_b: the best configuration on BEIR
+    # SciFact train (`assistant bench retrieval --tune`, 2026-11-24) with at most 200 candidates
+    # (deeper lists make dense search slow on large HNSW and pgvector indexes) that lowers no news
+    # golden-set score (`benchmarks/golden_gate.py`); see benchmarks/RESULTS.md, "Retrieval on BEIR SciFact".
+    fusion: str = "rrf"
+    dense_weight: float = 1.0
     bm25_weight: float = 1.0
     # Extra fused score for a chunk: doc_weight x the fused scores of its document's other chunks.
     doc_weight: float = 0.0
@@ -69,7 +69,7 @@ class Settings:
     prf_depth: int = 3
     # BM25 (bm25s, Lucene variant) over content_terms of title x bm25_title_weight + chunk text.
     bm25_k1: float = 0.9
-    bm25_b: float = 0.5
+    bm25_b: float = 0.4
     bm25_title_weight: int = 1
     # PostgreSQL store only: rank keyword matches by "bm25" (computed in SQL, as above) or PostgreSQL's
     # "ts_rank" (idf-weighted). Title terms count bm25_title_weight times, fixed when a chunk is written.
