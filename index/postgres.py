@@ -15,7 +15,8 @@ weighted by idf. Terms are our stemmed `content_terms` (title terms `bm25_title_
 the chunk's) fed through the 'simple' configuration, so both stores see the same words. Document
 frequencies and the average length are counted in PostgreSQL, cached per generation.
 
-Concurrency: any number of readers and writers. A writer's changes are one transaction per
+Concurrency: any number of readers and writers; a read-only store opens one connection per
+thread that uses it (a server answers on several threads). A writer's changes are one transaction per
 `commit()`; two writers touching the same document serialize on an advisory lock on its source
 instead of failing, so concurrent ingests lose nothing. `generation` counts commits, so readers
 refresh their cached term statistics when it moves.
@@ -23,6 +24,7 @@ refresh their cached term statistics when it moves.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -221,8 +223,13 @@ class PostgresStore:
         if writable:
             migrate(url, model_name, dim)
         self.conn, register_vector = _connect(url)
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # the writer's one connection (its transaction) is shared
         self._in_tx = False
+        # Readers (a server answering on several threads) get a connection per thread, so queries
+        # run in parallel instead of queueing on one connection.
+        self._local = threading.local()
+        self._readers: list[Any] = []
+        self._local.conn = self.conn
         try:
             meta = self._meta()
             if not meta:
@@ -243,14 +250,31 @@ class PostgresStore:
     def read_manifest(url: str) -> dict[str, str]:
         return read_manifest(url)
 
+    def _connection(self) -> Any:
+        """The writer's connection, or this thread's reader connection (opened on first use)."""
+        if self.writable:
+            return self.conn
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn, register_vector = _connect(self.url)
+            register_vector(conn)
+            self._local.conn = conn
+            with self._lock:
+                self._readers.append(conn)
+        return conn
+
+    def _guard(self) -> Any:
+        return self._lock if self.writable else contextlib.nullcontext()
+
     def _meta(self) -> dict[str, str]:
-        with self._lock:
-            exists = self.conn.execute("SELECT to_regclass('assistant_meta')").fetchone()[0]
-            return dict(self.conn.execute("SELECT key, value FROM assistant_meta").fetchall()) if exists else {}
+        with self._guard():
+            conn = self._connection()
+            exists = conn.execute("SELECT to_regclass('assistant_meta')").fetchone()[0]
+            return dict(conn.execute("SELECT key, value FROM assistant_meta").fetchall()) if exists else {}
 
     def _rows(self, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
-        with self._lock:
-            return list(self.conn.execute(sql, params).fetchall())
+        with self._guard():
+            return list(self._connection().execute(sql, params).fetchall())
 
     @property
     def generation(self) -> int:
@@ -304,9 +328,10 @@ class PostgresStore:
         """The k nearest chunks by inner product, from the HNSW index (ef_search at least k)."""
         q = np.asarray(query, dtype=np.float32).reshape(-1)
         ef = min(max(self.settings.hnsw_ef_search, k), 1000)
-        with self._lock:
-            self.conn.execute(f"SET hnsw.ef_search = {int(ef)}")
-            rows = self.conn.execute(
+        with self._guard():
+            conn = self._connection()
+            conn.execute(f"SET hnsw.ef_search = {int(ef)}")
+            rows = conn.execute(
                 "SELECT id, -(embedding <#> %s) FROM assistant_chunks ORDER BY embedding <#> %s LIMIT %s",
                 (q, q, int(k)),
             ).fetchall()
@@ -429,6 +454,10 @@ class PostgresStore:
             self.rollback()
         finally:
             self.conn.close()
+            with self._lock:
+                for conn in self._readers:
+                    conn.close()
+                self._readers.clear()
 
     def __enter__(self) -> PostgresStore:
         return self

@@ -214,3 +214,21 @@ def test_db_migrate_command_and_clear_connection_errors(tmp_path: Path) -> None:
     assert main(["--store", missing, "--index-dir", str(tmp_path / "i"), "documents"]) == 2
     with pytest.raises(ValueError, match="postgresql://"):
         open_store(Settings(store="mysql://x"), "m", 3)
+
+
+def test_a_reader_serves_several_threads_at_once(store_settings: Settings, embedder: Embedder) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    texts = [f"Fact number {i}: the {w} is {c}." for i, (w, c) in enumerate(
+        [("sky", "blue"), ("grass", "green"), ("sun", "yellow"), ("night", "dark"), ("snow", "white")])]
+    with open_store(store_settings, embedder.name, embedder.dim, writable=True) as writer:
+        put(writer, embedder, "facts", texts)
+        writer.commit()
+    queries = [embedder.encode_query(q) for q in ("blue sky", "green grass", "white snow", "dark night")] * 10
+    with open_store(store_settings, embedder.name, embedder.dim) as reader:
+        expected = [reader.search(q, 3) for q in queries]
+        with ThreadPoolExecutor(4) as pool:
+            got = list(pool.map(lambda q: reader.search(q, 3), queries))
+            docs = list(pool.map(lambda _: [d.id for d in reader.documents()], range(20)))
+    assert [[i for i, _ in r] for r in got] == [[i for i, _ in r] for r in expected]
+    assert all(d == ["facts"] for d in docs)
