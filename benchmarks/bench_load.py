@@ -36,21 +36,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-SHARED = PROJECT_ROOT.parent / "shared"
+from bench_common import PROJECT_ROOT, SHARED, log  # noqa: E402  (first: offline switches, project on sys.path)
+
 DEFAULT_CORPUS = SHARED / "corpus" / "news"
 DEFAULT_GOLDEN = SHARED / "golden" / "news_golden.jsonl"
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-if str(PROJECT_ROOT) not in sys.path:
-    sys.path.insert(0, str(PROJECT_ROOT))
-
 import httpx  # noqa: E402
-
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
 def percentile(values: list[float], q: float) -> float:

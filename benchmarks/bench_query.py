@@ -27,27 +27,15 @@ import argparse
 import json
 import os
 import statistics
-import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_BEIR = PROJECT_ROOT.parent / "shared" / "benchmarks" / "scifact"
-DEFAULT_TORCH_INDEX = Path("~/.cache/assistant/beir/scifact-all-MiniLM-L6-v2-c160o32").expanduser()
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-if str(PROJECT_ROOT) not in sys.path:
-    sys.path.insert(0, str(PROJECT_ROOT))
-
 import numpy as np  # noqa: E402
+from bench_common import DEFAULT_BEIR, log  # noqa: E402  (first: offline switches, project on sys.path)
 
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+DEFAULT_TORCH_INDEX = Path("~/.cache/assistant/beir/scifact-all-MiniLM-L6-v2-c160o32").expanduser()
 
 
 def read_queries(folder: Path, limit: int) -> list[str]:
