@@ -186,30 +186,23 @@ def _units(passage: Passage) -> tuple[_Unit, ...]:
 def _units_of(text: str, start: int) -> tuple[_Unit, ...]:
     """Cached per chunk (text, offset): the same passages come back question after question, and
     splitting and stemming them was most of the answerer's time (read-only results)."""
-    passage = _Text(text, start)
-    sentences = split_sentences(passage.text, passage.start)
+    sentences = split_sentences(text, start)
     units: list[_Unit] = []
     i = 0
     while i < len(sentences):
         span = sentences[i]
         if span.text.rstrip().endswith(":") and i + 1 < len(sentences):
             nxt = sentences[i + 1]
-            span = Span(span.start, nxt.end, passage.text[span.start - passage.start : nxt.end - passage.start])
+            span = Span(span.start, nxt.end, text[span.start - start : nxt.end - start])
             i += 1
-        text = span.text.strip()
-        heading = len(text.split()) <= 12 and not re.search(r"[.!:;,\u2026\"\u201d]$", text)
-        terms = set(content_terms(text))
-        if _QUOTE_CHARS.search(text):
+        unit_text = span.text.strip()
+        heading = len(unit_text.split()) <= 12 and not re.search(r"[.!:;,\u2026\"\u201d]$", unit_text)
+        terms = set(content_terms(unit_text))
+        if _QUOTE_CHARS.search(unit_text):
             terms.add(QUOTE)
         units.append(_Unit(span, frozenset(terms), heading))
         i += 1
     return tuple(units)
-
-
-@dataclass(frozen=True)
-class _Text:
-    text: str
-    start: int
 
 
 @lru_cache(maxsize=4096)

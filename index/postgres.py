@@ -8,8 +8,8 @@ of title and chunk terms with a GIN index, and `embedding vector(dim)` with an H
 inner product). Put the tables in a schema of your own with `?options=-csearch_path%3Dmyschema`.
 
 Keyword side: PostgreSQL full-text search (the GIN index finds the chunks with any query term),
-ranked by `keyword_rank`: "bm25" (default) computes BM25 in SQL from the tsvector's term
-frequencies (stored per chunk), its term count and the idf (the same Lucene formula bm25s uses in the local
+ranked by `keyword_rank`: "bm25" (default) computes BM25 in SQL from each chunk's stored term
+counts (`tf`), its length in terms and the idf (the same Lucene formula bm25s uses in the local
 store, so both stores rank alike); "ts_rank" uses PostgreSQL's `ts_rank` (normalized by length)
 weighted by idf. Terms are our stemmed `content_terms` (title terms `bm25_title_weight` times, then
 the chunk's) fed through the 'simple' configuration, so both stores see the same words. Document
@@ -35,7 +35,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
-from assistant.index.store import ChunkRecord, DocumentRecord, ModelMismatchError, StoreError
+from assistant.index.store import ChunkRecord, DocumentRecord, ModelMismatchError, StoreError, _title_terms
 from assistant.settings import Settings
 from assistant.text import content_terms
 
@@ -89,10 +89,11 @@ def schema_sql(dim: int) -> list[str]:
     ]
 
 
-def _connect(url: str) -> Any:
+def _connect(url: str, vectors: bool = False) -> Any:
+    """An autocommit connection; with `vectors`, pgvector values load as arrays (the extension must
+    exist by then, so the store registers them only after checking the manifest)."""
     try:
         import psycopg
-        from pgvector.psycopg import register_vector
     except ImportError as exc:  # pragma: no cover - depends on the install
         raise StoreError("the PostgreSQL store needs `pip install 'psycopg[binary]' pgvector`") from exc
     try:
@@ -100,21 +101,34 @@ def _connect(url: str) -> Any:
     except psycopg.OperationalError as exc:
         raise StoreError(f"cannot connect to PostgreSQL at {redact(url)}: {str(exc).strip()}. Check the --store "
                          "URL (postgresql://user:password@host:port/database) and that the server runs") from None
-    return conn, register_vector
+    return _load_vectors_as_arrays(conn) if vectors else conn
+
+
+def _load_vectors_as_arrays(conn: Any) -> Any:
+    from pgvector.psycopg import register_vector
+
+    register_vector(conn)
+    return conn
+
+
+def _manifest(conn: Any) -> dict[str, str]:
+    """The manifest rows; {} when the tables do not exist yet."""
+    if conn.execute("SELECT to_regclass('assistant_meta')").fetchone()[0] is None:
+        return {}
+    return dict(conn.execute("SELECT key, value FROM assistant_meta").fetchall())
 
 
 def migrate(url: str, model_name: str, dim: int) -> dict[str, str]:
     """Create (or bring up to date) the tables and record the manifest; returns the manifest.
 
     Refuses a database whose manifest names another embedding model or dimension."""
-    conn, register_vector = _connect(url)
+    conn = _connect(url)
     try:
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(hashtext('assistant_migrate'))")
             for statement in schema_sql(dim):
                 conn.execute(statement)
-            register_vector(conn)
-            meta = dict(conn.execute("SELECT key, value FROM assistant_meta").fetchall())
+            meta = _manifest(conn)
             if meta:
                 _check_manifest(meta, url, model_name, dim)
             else:
@@ -123,17 +137,16 @@ def migrate(url: str, model_name: str, dim: int) -> dict[str, str]:
                     "('dim', %s), ('generation', '0'), ('created_at', %s)",
                     (str(SCHEMA_VERSION), model_name, str(dim), json.dumps(time.time())),
                 )
-            return dict(conn.execute("SELECT key, value FROM assistant_meta").fetchall())
+            return _manifest(conn)
     finally:
         conn.close()
 
 
 def read_manifest(url: str) -> dict[str, str]:
     """The manifest without touching the rest; {} when the tables do not exist yet."""
-    conn, _register = _connect(url)
+    conn = _connect(url)
     try:
-        exists = conn.execute("SELECT to_regclass('assistant_meta')").fetchone()[0]
-        return dict(conn.execute("SELECT key, value FROM assistant_meta").fetchall()) if exists else {}
+        return _manifest(conn)
     finally:
         conn.close()
 
@@ -222,7 +235,7 @@ class PostgresStore:
         self.folder = redact(url)  # what messages name as "the index"
         if writable:
             migrate(url, model_name, dim)
-        self.conn, register_vector = _connect(url)
+        self.conn = _connect(url)
         self._lock = threading.RLock()  # the writer's one connection (its transaction) is shared
         self._in_tx = False
         # Readers (a server answering on several threads) get a connection per thread, so queries
@@ -236,7 +249,7 @@ class PostgresStore:
                 raise StoreError(f"no index in {redact(url)}: run `assistant --store URL db migrate` and "
                                  "`assistant --store URL ingest PATH` first")
             _check_manifest(meta, url, model_name, dim)
-            register_vector(self.conn)
+            _load_vectors_as_arrays(self.conn)
         except BaseException:
             self.conn.close()
             raise
@@ -256,9 +269,7 @@ class PostgresStore:
             return self.conn
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn, register_vector = _connect(self.url)
-            register_vector(conn)
-            self._local.conn = conn
+            conn = self._local.conn = _connect(self.url, vectors=True)
             with self._lock:
                 self._readers.append(conn)
         return conn
@@ -268,9 +279,7 @@ class PostgresStore:
 
     def _meta(self) -> dict[str, str]:
         with self._guard():
-            conn = self._connection()
-            exists = conn.execute("SELECT to_regclass('assistant_meta')").fetchone()[0]
-            return dict(conn.execute("SELECT key, value FROM assistant_meta").fetchall()) if exists else {}
+            return _manifest(self._connection())
 
     def _rows(self, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
         with self._guard():
@@ -339,12 +348,12 @@ class PostgresStore:
 
     def vectors_of(self, ids: Sequence[int]) -> np.ndarray:
         """The stored vectors of these chunk ids, in that order (KeyError for an unknown id)."""
+        if not ids:
+            return np.zeros((0, self.dim), np.float32)
         rows = dict(self._rows("SELECT id, embedding FROM assistant_chunks WHERE id = ANY(%s)", ([int(i) for i in ids],)))
         missing = [i for i in ids if int(i) not in rows]
         if missing:
             raise KeyError(f"no vectors for chunk ids {missing[:5]}")
-        if not ids:
-            return np.zeros((0, self.dim), np.float32)
         return np.stack([_as_array(rows[int(i)]) for i in ids])
 
     # -- keyword side -----------------------------------------------------------------------
@@ -386,7 +395,7 @@ class PostgresStore:
     def chunk_term_sets(self, ids: Sequence[int], title_weight: int) -> dict[int, frozenset[str]]:
         rows = self._rows("SELECT c.id, d.title, c.terms FROM assistant_chunks c JOIN assistant_documents d "
                           "ON d.id = c.doc_id WHERE c.id = ANY(%s)", ([int(i) for i in ids],))
-        return {cid: frozenset((content_terms(title) if title_weight > 0 else []) + terms.split())
+        return {cid: frozenset((_title_terms(title) if title_weight > 0 else []) + terms.split())
                 for cid, title, terms in rows}
 
     # -- writing ----------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import json
 import os
@@ -713,12 +714,19 @@ def test_embed_page_knows_when_a_key_is_needed(auth_server: Served) -> None:
     assert r.status_code == 200 and 'data-auth="1"' in r.text
 
 
+@contextlib.contextmanager
 def _browser():  # type: ignore[no-untyped-def]
+    """Headless Debian Chromium driven by Playwright (skips when either is missing)."""
     playwright_api = pytest.importorskip("playwright.sync_api")
     chromium = shutil.which("chromium") or "/usr/bin/chromium"
     if not Path(chromium).exists():
         pytest.skip("Debian chromium is not installed (make test installs it)")
-    return playwright_api, chromium
+    with playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=BROWSER_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
 
 
 BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -726,56 +734,46 @@ BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backgr
 
 
 def test_embed_page_in_a_browser_streams_cites_and_shows_markup_literally(open_server: Served) -> None:
-    api, chromium = _browser()
-    with api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=BROWSER_ARGS)
-        try:
-            page = browser.new_page()
-            dialogs: list[str] = []
-            page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-            page.goto(open_server.url + "/embed", wait_until="domcontentloaded")
-            page.fill("#q", "What is the codename of the Tuesday project?")
-            page.press("#q", "Enter")
-            page.wait_for_selector(".citations li button", timeout=30_000)
-            answer = page.inner_text(".answer")
-            assert "BLUEFINCH" in answer and '<img src=x onerror="window.__xss=1">' in answer
-            assert page.evaluate("window.__xss") is None and not dialogs
-            assert page.locator(".answer img, .answer script, #log img").count() == 0
-            page.click(".citations li button")
-            page.wait_for_selector(".preview mark")
-            mark = page.inner_text(".preview mark")
-            assert "BLUEFINCH" in mark and "<img" in mark
-            assert page.inner_text(".preview").index(mark) > 0  # the quote sits inside its passage
-            assert page.evaluate("window.__xss") is None and page.locator(".preview img").count() == 0
-            page.click(".rate button[aria-label='helpful']")
-            page.locator(".rate", has_text="Thanks for the feedback").wait_for()  # (CSP forbids eval'd waits)
-        finally:
-            browser.close()
+    with _browser() as browser:
+        page = browser.new_page()
+        dialogs: list[str] = []
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        page.goto(open_server.url + "/embed", wait_until="domcontentloaded")
+        page.fill("#q", "What is the codename of the Tuesday project?")
+        page.press("#q", "Enter")
+        page.wait_for_selector(".citations li button", timeout=30_000)
+        answer = page.inner_text(".answer")
+        assert "BLUEFINCH" in answer and '<img src=x onerror="window.__xss=1">' in answer
+        assert page.evaluate("window.__xss") is None and not dialogs
+        assert page.locator(".answer img, .answer script, #log img").count() == 0
+        page.click(".citations li button")
+        page.wait_for_selector(".preview mark")
+        mark = page.inner_text(".preview mark")
+        assert "BLUEFINCH" in mark and "<img" in mark
+        assert page.inner_text(".preview").index(mark) > 0  # the quote sits inside its passage
+        assert page.evaluate("window.__xss") is None and page.locator(".preview img").count() == 0
+        page.click(".rate button[aria-label='helpful']")
+        page.locator(".rate", has_text="Thanks for the feedback").wait_for()  # (CSP forbids eval'd waits)
     assert any(item.question == "What is the codename of the Tuesday project?" and item.rating == 1
                for item in open_server.service.feedback.items())
 
 
 def test_embed_page_in_a_browser_takes_the_key_from_the_fragment(auth_server: Served) -> None:
-    api, chromium = _browser()
-    with api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=BROWSER_ARGS)
-        try:
-            page = browser.new_page()
-            page.goto(auth_server.url + "/embed", wait_until="domcontentloaded")
-            assert page.is_visible("#keyform")  # no key yet: the page asks for it
-            page.fill("#q", "Anything?")
-            page.press("#q", "Enter")
-            assert "API key" in page.inner_text("#status") and page.locator(".turn").count() == 0
-            page = browser.new_page()  # a new tab: empty sessionStorage
-            page.goto(auth_server.url + f"/embed#key={KEY}", wait_until="domcontentloaded")
-            assert "key=" not in page.url  # the key leaves the address bar
-            assert not page.is_visible("#keyform")
-            page.fill("#q", "How many varieties of apple does the orchard grow?")
-            page.press("#q", "Enter")
-            page.wait_for_selector(".citations li button", timeout=30_000)
-            assert "fourteen" in page.inner_text(".answer")
-        finally:
-            browser.close()
+    with _browser() as browser:
+        page = browser.new_page()
+        page.goto(auth_server.url + "/embed", wait_until="domcontentloaded")
+        assert page.is_visible("#keyform")  # no key yet: the page asks for it
+        page.fill("#q", "Anything?")
+        page.press("#q", "Enter")
+        assert "API key" in page.inner_text("#status") and page.locator(".turn").count() == 0
+        page = browser.new_page()  # a new tab: empty sessionStorage
+        page.goto(auth_server.url + f"/embed#key={KEY}", wait_until="domcontentloaded")
+        assert "key=" not in page.url  # the key leaves the address bar
+        assert not page.is_visible("#keyform")
+        page.fill("#q", "How many varieties of apple does the orchard grow?")
+        page.press("#q", "Enter")
+        page.wait_for_selector(".citations li button", timeout=30_000)
+        assert "fourteen" in page.inner_text(".answer")
 
 
 # -- the Gradio UI (when assistant.ui.build_ui exists) -------------------------------------------
