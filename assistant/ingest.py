@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from assistant.chunk import Chunk, Chunker
+from assistant.chunk import EMBED_CONTEXTS, Chunk, Chunker, embedding_text
 from assistant.embed import Embedder
 from assistant.index import DocumentRecord, ModelMismatchError, Store, open_store, read_manifest, store_location
 from assistant.loaders import LoadedDocument, LoadError, content_hash, is_supported, load
@@ -165,7 +165,8 @@ class _EncodePipeline:
         if not self._checked:  # before anything is encoded or written
             self._ingestor._check_dim(self._store)
             self._checked = True
-        texts = [c.text for p in pending for c in p.chunks]
+        context = self._ingestor.embed_context
+        texts = [embedding_text(p.record.title, c.text, context) for p in pending for c in p.chunks]
         future = self._encoder.submit(self._ingestor._encode, texts, self._bar)
         written = self.drain()
         self._inflight = (future, pending)
@@ -213,6 +214,10 @@ class Ingestor:
     def __init__(self, settings: Settings, embedder: Embedder | None = None) -> None:
         self.settings = settings
         self.embedder = embedder or Embedder(settings.model, settings.embed_backend)
+        if settings.embed_context not in EMBED_CONTEXTS:
+            raise ValueError(f"embed_context {settings.embed_context!r} is not one of {', '.join(EMBED_CONTEXTS)} "
+                             "(setting ASSISTANT_EMBED_CONTEXT / --embed-context)")
+        self.embed_context = settings.embed_context  # replaced by the index's own when one is opened
         self._chunker: Chunker | None = None
 
     @property
@@ -292,6 +297,9 @@ class Ingestor:
         pending: list[_Pending] = []
         uncommitted = 0
         with self.open_store() as store:
+            # The index's own choice (recorded when it was created) wins over the setting, so one
+            # index never mixes vectors of two kinds; indexes older than the setting used "none".
+            self.embed_context = read_manifest(self.settings).get("embed_context", "none")
             files_bar = tqdm(total=len(items), desc="files", unit="file", disable=not show, position=0)
             chunks_bar = tqdm(desc="chunks embedded", unit="chunk", disable=not show, position=1)
             # Stored hashes before the loader starts: it skips loading files that look unchanged.

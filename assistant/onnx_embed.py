@@ -1,16 +1,19 @@
-"""An int8 ONNX Runtime encoder for a sentence-transformers model folder (`embed_backend="onnx-int8"`).
+"""ONNX Runtime encoders for a sentence-transformers model folder: fp32 (`embed_backend="onnx"`) and
+dynamically quantized int8 (`embed_backend="onnx-int8"`).
 
-Built offline from the packaged model, once per model and CPU instruction set, into
-`$XDG_CACHE_HOME/assistant/onnx/<model>-<isa>/` (~/.cache/...): the transformer is exported to ONNX
-with torch's TorchScript exporter, then dynamically quantized with ONNX Runtime (int8 weights per
-channel, symmetric; uint8 activations; the settings of optimum's `AutoQuantizationConfig.avx512_vnni`
-/ `avx512` / `avx2`, which sentence-transformers' `export_dynamic_quantized_onnx_model` uses). The
-build happens in a temporary folder that is renamed into place, so a crash or a concurrent build
-never leaves a half-written model behind.
+Built offline from the packaged model, once per model (and, for int8, per CPU instruction set), into
+`$XDG_CACHE_HOME/assistant/onnx/<model>-<fp32|isa>/` (~/.cache/...): the transformer is exported to
+ONNX with torch's TorchScript exporter; for int8 it is then dynamically quantized with ONNX Runtime
+(int8 weights per channel, symmetric; uint8 activations; the settings of optimum's
+`AutoQuantizationConfig.avx512_vnni` / `avx512` / `avx2`, which sentence-transformers'
+`export_dynamic_quantized_onnx_model` uses). The build happens in a temporary folder that is renamed
+into place, so a crash or a concurrent build never leaves a half-written model behind.
 
-Dynamic quantization scales activations per tensor, i.e. over a whole padded batch, so an int8
-vector depends slightly on the texts batched with it (cosine about 0.99 between batchings; fp32
-vectors do not move). Vectors are still deterministic for a given batch.
+fp32 gives the same vectors as torch (cosine 1.00000) at a fraction of the per-call overhead: one
+query encodes in about 4.5 ms instead of 11.6 ms on one thread (benchmarks/RESULTS.md), which is
+why it is the default. Dynamic int8 quantization scales activations per tensor, i.e. over a whole
+padded batch, so an int8 vector depends slightly on the texts batched with it (cosine about 0.99
+between batchings; fp32 vectors do not move). Vectors are still deterministic for a given batch.
 
 Tried and dropped (benchmarks/RESULTS.md): fusing the graph first with onnxruntime's transformer
 optimizer (Attention/SkipLayerNorm/BiasGelu, then QAttention) was 10-12% slower than letting the
@@ -41,7 +44,8 @@ import numpy as np
 from assistant.settings import user_cache_dir
 
 BUILD_VERSION = 1  # bump when the export or quantization recipe changes: old builds are then rebuilt
-MODEL_FILE = "model_int8.onnx"
+MODEL_FILES = {"fp32": "model_fp32.onnx", "int8": "model_int8.onnx"}
+MODEL_FILE = MODEL_FILES["int8"]
 BUILD_FILE = "build.json"
 builds = 0  # exports done by this process (tests check that a second construction reuses the cache)
 
@@ -71,7 +75,7 @@ def default_onnx_cache_dir() -> Path:
     return user_cache_dir("onnx", "ASSISTANT_ONNX_CACHE")
 
 
-def _fingerprint(model_path: Path, isa: str) -> dict[str, Any]:
+def _fingerprint(model_path: Path, isa: str, precision: str) -> dict[str, Any]:
     """What a build depends on: a changed model file or recipe means a rebuild."""
     files = {}
     for name in ("model.safetensors", "pytorch_model.bin", "config.json", "tokenizer.json"):
@@ -80,30 +84,33 @@ def _fingerprint(model_path: Path, isa: str) -> dict[str, Any]:
             files[name] = f.stat().st_size
     import onnxruntime
 
-    return {"build_version": BUILD_VERSION, "isa": isa, "source": str(model_path.resolve()), "files": files,
-            "onnxruntime": onnxruntime.__version__}
+    return {"build_version": BUILD_VERSION, "precision": precision, "isa": isa, "source": str(model_path.resolve()),
+            "files": files, "onnxruntime": onnxruntime.__version__}
 
 
 def _safe(name: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)[-80:]
 
 
-def quantized_model_path(model_name: str, model_path: Path, isa: str | None = None,
-                         cache_dir: Path | str | None = None) -> Path:
-    """The int8 ONNX file for this model and CPU, built (once) if the cache lacks it."""
-    isa = isa or detect_isa()
+def onnx_model_path(model_name: str, model_path: Path, precision: str = "int8", isa: str | None = None,
+                    cache_dir: Path | str | None = None) -> Path:
+    """The ONNX file for this model (int8: and this CPU), built (once) if the cache lacks it."""
+    if precision not in MODEL_FILES:
+        raise ValueError(f"unknown ONNX precision {precision!r}: use one of {', '.join(MODEL_FILES)}")
+    isa = (isa or detect_isa()) if precision == "int8" else "any"
+    model_file = MODEL_FILES[precision]
     root = Path(cache_dir).expanduser() if cache_dir else default_onnx_cache_dir()
-    target = root / f"{_safe(model_name)}-{isa}"
-    expected = _fingerprint(model_path, isa)
+    target = root / f"{_safe(model_name)}-{isa if precision == 'int8' else precision}"
+    expected = _fingerprint(model_path, isa, precision)
     try:
-        if json.loads((target / BUILD_FILE).read_text()) == expected and (target / MODEL_FILE).is_file():
-            return target / MODEL_FILE
+        if json.loads((target / BUILD_FILE).read_text()) == expected and (target / model_file).is_file():
+            return target / model_file
     except (OSError, ValueError):
         pass
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=root))
     try:
-        _build(model_path, tmp, isa)
+        _build(model_path, tmp, isa, precision)
         (tmp / BUILD_FILE).write_text(json.dumps(expected, indent=1))
         if target.exists():  # stale (other recipe or model): replace it
             old = root / f".{target.name}-old-{os.getpid()}"
@@ -112,17 +119,22 @@ def quantized_model_path(model_name: str, model_path: Path, isa: str | None = No
         try:
             os.rename(tmp, target)
         except OSError:  # another process renamed its build into place first: use that one
-            if not (target / MODEL_FILE).is_file():
+            if not (target / model_file).is_file():
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return target / MODEL_FILE
+    return target / model_file
 
 
-def _build(model_path: Path, folder: Path, isa: str) -> None:
+def quantized_model_path(model_name: str, model_path: Path, isa: str | None = None,
+                         cache_dir: Path | str | None = None) -> Path:
+    """The int8 ONNX file for this model and CPU, built (once) if the cache lacks it."""
+    return onnx_model_path(model_name, model_path, "int8", isa, cache_dir)
+
+
+def _build(model_path: Path, folder: Path, isa: str, precision: str) -> None:
     global builds
     import torch
-    from onnxruntime.quantization import QuantType, quantize_dynamic
     from transformers import AutoModel
 
     model = AutoModel.from_pretrained(str(model_path), attn_implementation="eager")
@@ -139,7 +151,7 @@ def _build(model_path: Path, folder: Path, isa: str) -> None:
             return out[0]
 
     dummy = torch.ones((2, 8), dtype=torch.long)
-    fp32 = folder / "model_fp32.onnx"
+    fp32 = folder / MODEL_FILES["fp32"]
     axes = {0: "batch", 1: "sequence"}
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer warnings about shape-dependent Python code in the model
@@ -149,17 +161,21 @@ def _build(model_path: Path, folder: Path, isa: str) -> None:
                           dynamic_axes={"input_ids": axes, "attention_mask": axes, "token_type_ids": axes,
                                         "last_hidden_state": axes},
                           opset_version=17, do_constant_folding=True, dynamo=False)
-    # optimum's avx512(_vnni) config: int8 weights; avx2: uint8 weights. Both per channel, symmetric
-    # weights, asymmetric uint8 activations, full range (plain quantize_dynamic defaults lose more).
-    weight_type = QuantType.QUInt8 if isa == "avx2" else QuantType.QInt8
-    quantize_dynamic(str(fp32), str(folder / MODEL_FILE), per_channel=True, reduce_range=False,
-                     weight_type=weight_type, extra_options={"WeightSymmetric": True, "ActivationSymmetric": False})
-    fp32.unlink()
+    if precision == "int8":
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        # optimum's avx512(_vnni) config: int8 weights; avx2: uint8 weights. Both per channel, symmetric
+        # weights, asymmetric uint8 activations, full range (plain quantize_dynamic defaults lose more).
+        weight_type = QuantType.QUInt8 if isa == "avx2" else QuantType.QInt8
+        quantize_dynamic(str(fp32), str(folder / MODEL_FILES["int8"]), per_channel=True, reduce_range=False,
+                         weight_type=weight_type,
+                         extra_options={"WeightSymmetric": True, "ActivationSymmetric": False})
+        fp32.unlink()
     builds += 1
 
 
 class OnnxEncoder:
-    """Tokenize, run the int8 ONNX transformer, pool, normalize: like `SentenceTransformer.encode`.
+    """Tokenize, run the ONNX transformer (fp32 or int8), pool, normalize: like `SentenceTransformer.encode`.
 
     Speed (see benchmarks/RESULTS.md): texts are tokenized once (a private copy of the fast tokenizer,
     one batch call), sorted by token count (longest first) and cut into batches padded only to
@@ -171,11 +187,11 @@ class OnnxEncoder:
     """
 
     def __init__(self, model_name: str, model_path: Path, threads: int | None = None,
-                 cache_dir: Path | str | None = None, isa: str | None = None) -> None:
+                 cache_dir: Path | str | None = None, isa: str | None = None, precision: str = "int8") -> None:
         import onnxruntime as ort
         from transformers import AutoTokenizer
 
-        self.onnx_path = quantized_model_path(model_name, model_path, isa, cache_dir)
+        self.onnx_path = onnx_model_path(model_name, model_path, precision, isa, cache_dir)
         # Public tokenizer (Embedder.count_tokens, the chunker); `encode` uses its own copy, so a
         # chunker thread counting tokens never shares tokenizer state with an encode in flight.
         self.tokenizer = AutoTokenizer.from_pretrained(str(model_path))

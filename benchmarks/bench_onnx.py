@@ -1,4 +1,5 @@
-"""fp32 torch vs int8 ONNX (`embed_backend="onnx-int8"`) encoders of all-MiniLM-L6-v2 on SciFact.
+"""fp32 torch vs fp32 ONNX (`embed_backend="onnx"`, the default) vs int8 ONNX (`"onnx-int8"`)
+encoders of all-MiniLM-L6-v2 on SciFact.
 
 Prints figures; it is not a test. Run from the project root:
 
@@ -9,11 +10,14 @@ Prints figures; it is not a test. Run from the project root:
 In one warm process (model loads and the int8 build are timed apart, never inside a figure):
 
 1. The first --docs SciFact documents (title, blank line, abstract) are chunked once with the
-   ingestor's own chunker (default settings), outside every timed region. Those chunk texts are
-   the input of every phase:
+   ingestor's own chunker (default settings), outside every timed region; the texts the ingestor
+   embeds (`embedding_text`: the title in front of chunks that do not start with it) are the input
+   of every phase:
    - `fp32_raw`: sentence-transformers `encode(chunks, batch_size=32)` (the baseline; torch's
      default threads, --threads to change);
-   - `int8_raw`: `OnnxEncoder.encode(chunks, batch_size=32)` (same thread count);
+   - `onnx_raw` / `int8_raw`: `OnnxEncoder.encode(chunks, batch_size=32)`, fp32 / int8 (same thread
+     count);
+   - `onnx_ingest`: like int8_ingest with the fp32 ONNX embedder;
    - `int8_ingest`: the full `Ingestor.ingest_texts` with the onnx-int8 embedder into a fresh
      index (hash, chunk, encode, SQLite + FAISS writes, commits), chunks per second of wall time.
    Phases run interleaved, by default fp32_raw, int8_raw, int8_ingest, then the reverse
@@ -85,7 +89,8 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--threads", type=int, default=None, help="threads for the throughput phases "
                         "(default: torch's default, the number of cores)")
-    parser.add_argument("--order", default="fp32_raw,int8_raw,int8_ingest,int8_ingest,int8_raw,fp32_raw",
+    parser.add_argument("--order", default="fp32_raw,onnx_raw,int8_raw,int8_ingest,onnx_ingest,"
+                                           "onnx_ingest,int8_ingest,int8_raw,onnx_raw,fp32_raw",
                         help="comma-separated phases, run in this order")
     parser.add_argument("--index-root", type=Path, default=Path("/tmp/bench_onnx_index"),
                         help="fresh index folders for the ingest phases are made under it")
@@ -98,6 +103,7 @@ def main() -> None:
     import torch
 
     from assistant import onnx_embed
+    from assistant.chunk import embedding_text
     from assistant.embed import Embedder, resolve_model_path
     from assistant.index import IndexStore
     from assistant.ingest import Ingestor, TextItem
@@ -118,7 +124,9 @@ def main() -> None:
 
     fp32 = Embedder("all-MiniLM-L6-v2", "torch")
     int8 = Embedder("all-MiniLM-L6-v2", "onnx-int8")
+    onnx = Embedder("all-MiniLM-L6-v2", "onnx")
     _, report["load_fp32"] = timed(lambda: fp32.model)
+    _, report["load_onnx"] = timed(lambda: onnx.model)  # includes the one-time build if not cached
     _, report["load_int8"] = timed(lambda: int8.model)  # includes the one-time build if not cached
     report["int8_model"] = str(int8.model.onnx_path)
     report["int8_builds_this_run"] = onnx_embed.builds
@@ -126,16 +134,20 @@ def main() -> None:
     settings = Settings.from_env()
     chunker = Ingestor(settings, fp32).chunker
     log(f"chunking {len(items)} docs ...")
-    chunks, report["chunking"] = timed(lambda: [c.text for it in items for c in chunker.chunks([it.text])])
+    chunked, report["chunking"] = timed(lambda: [(it.title, c.text) for it in items for c in chunker.chunks([it.text])])
+    stored_texts = [text for _title, text in chunked]
+    chunks = [embedding_text(title, text, settings.embed_context) for title, text in chunked]
     pieces = [min(fp32.count_tokens(t), fp32.max_tokens) for t in chunks]
     report["chunks"] = len(chunks)
     report["word_pieces_per_chunk_mean"] = round(statistics.fmean(pieces), 1)
     report["settings"] = {"chunk_tokens": settings.chunk_tokens, "chunk_overlap": settings.chunk_overlap,
+                          "embed_context": settings.embed_context,
                           "embed_batch_chunks": settings.embed_batch_chunks,
                           "checkpoint_chunks": settings.checkpoint_chunks}
     warm = chunks[:64]
     fp32.model.encode(warm, batch_size=32, normalize_embeddings=True)
     int8.encode(warm)
+    onnx.encode(warm)
     log(f"{len(chunks)} chunks, {report['word_pieces_per_chunk_mean']} word pieces on average")
 
     vectors: dict[str, np.ndarray] = {}
@@ -146,22 +158,24 @@ def main() -> None:
             out, info = timed(lambda: fp32.model.encode(chunks, batch_size=32, normalize_embeddings=True,
                                                         convert_to_numpy=True, show_progress_bar=False))
             vectors.setdefault(phase, out)
-        elif phase == "int8_raw":
-            out, info = timed(lambda: int8.model.encode(chunks, batch_size=32, normalize_embeddings=True))
+        elif phase in ("onnx_raw", "int8_raw"):
+            model = (onnx if phase == "onnx_raw" else int8).model
+            out, info = timed(lambda: model.encode(chunks, batch_size=32, normalize_embeddings=True))  # noqa: B023
             vectors.setdefault(phase, out)
-        elif phase == "int8_ingest":
-            folder = args.index_root / f"int8-{n}"
+        elif phase in ("onnx_ingest", "int8_ingest"):
+            embedder = onnx if phase == "onnx_ingest" else int8
+            folder = args.index_root / f"{phase}-{n}"
             shutil.rmtree(folder, ignore_errors=True)
-            ingest = Ingestor(settings.override(index_dir=folder), int8).ingest_texts
+            ingest = Ingestor(settings.override(index_dir=folder), embedder).ingest_texts
             result, info = timed(lambda: ingest(items, progress=False))  # noqa: B023 - called at once
             info["embedded_chunks"] = result.embedded_chunks
             info["failed"] = len(result.failed)
             assert result.embedded_chunks == len(chunks), (result.embedded_chunks, len(chunks))
-            if "int8_ingest" not in vectors:
-                with IndexStore.open(folder, int8.name, int8.dim) as store:
+            if phase not in vectors:
+                with IndexStore.open(folder, embedder.name, embedder.dim) as store:
                     stored = list(store.iter_chunks())
-                    assert [c.text for c in stored] == chunks, "stored chunks differ from the pre-chunked texts"
-                    vectors["int8_ingest"] = store.vectors_of([c.id for c in stored])
+                    assert [c.text for c in stored] == stored_texts, "stored chunks differ from the pre-chunked texts"
+                    vectors[phase] = store.vectors_of([c.id for c in stored])
         else:
             raise SystemExit(f"unknown phase {phase!r}")
         info["chunks_per_s"] = round(len(chunks) / info["wall_s"], 2)
@@ -178,7 +192,7 @@ def main() -> None:
         report["ratio_per_cpu_s_vs_fp32_raw"] = {p: round(v / per_cpu["fp32_raw"], 2) for p, v in per_cpu.items()}
     if "fp32_raw" in vectors:
         report["cosine_to_fp32"] = {}
-        for phase in ("int8_raw", "int8_ingest"):
+        for phase in ("onnx_raw", "onnx_ingest", "int8_raw", "int8_ingest"):
             if phase in vectors:
                 cos = np.sum(vectors["fp32_raw"] * vectors[phase], axis=1)
                 report["cosine_to_fp32"][phase] = {"mean": round(float(cos.mean()), 5), "min": round(float(cos.min()), 5),
@@ -187,9 +201,12 @@ def main() -> None:
     if queries:
         log(f"query latency, 1 thread, {len(queries)} queries ...")
         torch.set_num_threads(1)
-        one_thread_int8 = onnx_embed.OnnxEncoder("all-MiniLM-L6-v2", resolve_model_path("all-MiniLM-L6-v2"), threads=1)
+        path = resolve_model_path("all-MiniLM-L6-v2")
+        one_thread_int8 = onnx_embed.OnnxEncoder("all-MiniLM-L6-v2", path, threads=1)
+        one_thread_onnx = onnx_embed.OnnxEncoder("all-MiniLM-L6-v2", path, threads=1, precision="fp32")
         report["query_latency_1_thread"] = {
             "fp32": latency(lambda q: fp32.model.encode([q], batch_size=1, normalize_embeddings=True), queries),
+            "onnx": latency(lambda q: one_thread_onnx.encode([q], batch_size=1), queries),
             "int8": latency(lambda q: one_thread_int8.encode([q], batch_size=1), queries),
         }
     report["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]

@@ -2,18 +2,19 @@
 
 Prints figures; it is not a test. Run from the project root:
 
-    .venv/bin/python benchmarks/bench_query.py --int8-index DIR [--torch-index DIR] [--queries 200]
+    .venv/bin/python benchmarks/bench_query.py [--torch-index DIR] [--int8-index DIR] [--queries 200]
 
 Systems, all with 1 compute thread (torch, onnxruntime, faiss: the server's setting), over the same
 SciFact chunk index (default settings: 160-token chunks; the bench indexes that
-`assistant bench retrieval` builds):
+`assistant bench retrieval` builds, fp32 and `--embed-backend onnx-int8`):
 
 - `baseline`: sentence-transformers `encode([q])` (fp32) + faiss `IndexFlatIP` search (50) +
   bm25s search (50; stemmed, English stop words, k1 1.5, b 0.75) + RRF fusion (k 60) → top 5.
   Vectors and chunk texts are read from the torch index; nothing of `assistant.retrieve` is used.
 - `int8_search` / `int8_ask`: `Assistant(embed_backend="onnx-int8")` on the int8 index:
   `search(q)` (hybrid, top 5) and `ask(q)` (extractive, top 8).
-- `torch_search` / `torch_ask`: the same with the default fp32 torch embedder on the torch index.
+- `onnx_search` / `onnx_ask`: the same with the default embedder (fp32 ONNX Runtime) on the fp32 index.
+- `torch_search` / `torch_ask`: the same with the fp32 torch embedder on the fp32 index.
 
 Every query runs through every system before the next query (the order of systems rotates per
 query), over --rounds passes, so load changes on a shared machine hit all systems alike.
@@ -34,8 +35,6 @@ from typing import Any
 
 import numpy as np  # noqa: E402
 from bench_common import DEFAULT_BEIR, log  # noqa: E402  (first: offline switches, project on sys.path)
-
-DEFAULT_TORCH_INDEX = Path("~/.cache/assistant/beir/scifact-all-MiniLM-L6-v2-c160o32").expanduser()
 
 
 def read_queries(folder: Path, limit: int) -> list[str]:
@@ -111,20 +110,26 @@ class Baseline:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--beir", type=Path, default=DEFAULT_BEIR)
-    parser.add_argument("--torch-index", type=Path, default=DEFAULT_TORCH_INDEX)
-    parser.add_argument("--int8-index", type=Path, required=True)
+    parser.add_argument("--torch-index", type=Path, default=None,
+                        help="fp32 index (default: the one `assistant bench retrieval` builds with the defaults)")
+    parser.add_argument("--int8-index", type=Path, default=None,
+                        help="int8 index (default: the one `assistant bench retrieval --embed-backend onnx-int8` builds)")
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--systems", default="baseline,int8_search,int8_ask,torch_search,torch_ask")
+    parser.add_argument("--systems", default="baseline,onnx_search,onnx_ask,int8_search,int8_ask,torch_search,torch_ask")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
 
     import faiss
     import torch
 
+    from assistant.bench import default_bench_dir
     from assistant.embed import Embedder
     from assistant.pipeline import Assistant
     from assistant.settings import Settings
+
+    args.torch_index = args.torch_index or default_bench_dir("scifact", Settings())
+    args.int8_index = args.int8_index or default_bench_dir("scifact", Settings(embed_backend="onnx-int8"))
 
     torch.set_num_threads(1)
     faiss.omp_set_num_threads(1)
@@ -147,8 +152,13 @@ def main() -> None:
         report["int8_workers"] = int8.embedder.model.workers
         calls["int8_search"] = lambda q: int8.search(q).timings
         calls["int8_ask"] = lambda q: int8.ask(q).timings
+    if any(s.startswith("onnx_") for s in systems):
+        onnx = Assistant(Settings(index_dir=args.torch_index, embed_backend="onnx"), Embedder("all-MiniLM-L6-v2", "onnx"))
+        onnx.warm_up()
+        calls["onnx_search"] = lambda q: onnx.search(q).timings
+        calls["onnx_ask"] = lambda q: onnx.ask(q).timings
     if any(s.startswith("torch_") for s in systems):
-        fp32 = Assistant(Settings(index_dir=args.torch_index), Embedder("all-MiniLM-L6-v2", "torch"))
+        fp32 = Assistant(Settings(index_dir=args.torch_index, embed_backend="torch"), Embedder("all-MiniLM-L6-v2", "torch"))
         fp32.warm_up()
         calls["torch_search"] = lambda q: fp32.search(q).timings
         calls["torch_ask"] = lambda q: fp32.ask(q).timings

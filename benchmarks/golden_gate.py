@@ -52,6 +52,9 @@ def main() -> int:
     parser.add_argument("--first", type=int, default=1)
     parser.add_argument("--last", type=int, default=250)
     parser.add_argument("--stop-at-pass", action="store_true", help="stop at the first passing configuration")
+    parser.add_argument("--reference-embed-context", choices=["title", "none"], default=None,
+                        help="score the reference on its own index built with this embed_context (e.g. the "
+                             "shipped defaults before a change of embed_context); default: the same index")
     args = parser.parse_args()
     ranking = ranking_from_report(args.tune_json)
     embedder = Embedder(Settings().model)
@@ -65,7 +68,12 @@ def main() -> int:
         with Assistant(settings, embedder) as bot:
             return evaluate(bot, items).totals
 
-    reference = totals(Settings.from_env(index_dir=Path(folder)))  # the defaults, or ASSISTANT_* from the environment
+    reference_settings = Settings.from_env(index_dir=Path(folder))  # the defaults, or ASSISTANT_* from the environment
+    if args.reference_embed_context:
+        reference_settings = reference_settings.override(index_dir=Path(folder) / "reference",
+                                                         embed_context=args.reference_embed_context)
+        Ingestor(reference_settings, embedder).ingest_paths([args.corpus], progress=False)
+    reference = totals(reference_settings)
     print("reference:", {k: reference[k] for k in HIGHER_IS_BETTER + ["false_abstentions", "citations"]})
     for rank in range(args.first, min(args.last, len(ranking)) + 1):
         config = ranking[rank - 1]

@@ -118,8 +118,9 @@ def _manifest(conn: Any) -> dict[str, str]:
     return dict(conn.execute("SELECT key, value FROM assistant_meta").fetchall())
 
 
-def migrate(url: str, model_name: str, dim: int) -> dict[str, str]:
+def migrate(url: str, model_name: str, dim: int, embed_context: str = "title") -> dict[str, str]:
     """Create (or bring up to date) the tables and record the manifest; returns the manifest.
+    `embed_context` (Settings.embed_context) is recorded when the tables are created, not changed after.
 
     Refuses a database whose manifest names another embedding model or dimension."""
     conn = _connect(url)
@@ -134,8 +135,8 @@ def migrate(url: str, model_name: str, dim: int) -> dict[str, str]:
             else:
                 conn.execute(
                     "INSERT INTO assistant_meta(key, value) VALUES ('schema_version', %s), ('model', %s), "
-                    "('dim', %s), ('generation', '0'), ('created_at', %s)",
-                    (str(SCHEMA_VERSION), model_name, str(dim), json.dumps(time.time())),
+                    "('dim', %s), ('embed_context', %s), ('generation', '0'), ('created_at', %s)",
+                    (str(SCHEMA_VERSION), model_name, str(dim), embed_context, json.dumps(time.time())),
                 )
             return _manifest(conn)
     finally:
@@ -234,7 +235,7 @@ class PostgresStore:
         self.settings = settings or Settings.from_env()
         self.folder = redact(url)  # what messages name as "the index"
         if writable:
-            migrate(url, model_name, dim)
+            migrate(url, model_name, dim, self.settings.embed_context)
         self.conn = _connect(url)
         self._lock = threading.RLock()  # the writer's one connection (its transaction) is shared
         self._in_tx = False

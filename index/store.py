@@ -302,7 +302,8 @@ class IndexStore:
             self.db.executemany(
                 "INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
                 [("schema_version", str(SCHEMA_VERSION)), ("model", self.model_name), ("dim", str(self.dim)),
-                 ("generation", "0"), ("vectors_file", ""), ("created_at", now)],
+                 ("embed_context", self.settings.embed_context), ("generation", "0"), ("vectors_file", ""),
+                 ("created_at", now)],
             )
             return
         if meta.get("model") != self.model_name or int(meta.get("dim", -1)) != self.dim:

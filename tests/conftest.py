@@ -5,7 +5,10 @@ Everything runs offline against the real model and real FAISS; every index lives
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,6 +19,10 @@ import pytest
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# ONNX models are built once per test session (and its subprocesses) in a temporary folder, not in ~/.cache.
+if "ASSISTANT_ONNX_CACHE" not in os.environ:
+    os.environ["ASSISTANT_ONNX_CACHE"] = tempfile.mkdtemp(prefix="assistant-test-onnx-")
+    atexit.register(shutil.rmtree, os.environ["ASSISTANT_ONNX_CACHE"], ignore_errors=True)
 
 # Imported only after the offline switches above.
 from support import shared_embedder  # noqa: E402

@@ -1,7 +1,8 @@
-"""The int8 ONNX encoder (`embed_backend="onnx-int8"`): built offline, close to fp32, cached, kept apart.
+"""The ONNX encoders: fp32 (`embed_backend="onnx"`, the default: torch's vectors, torch's indexes) and
+int8 (`"onnx-int8"`: built offline, close to fp32, cached, kept apart).
 
-Skips when onnxruntime (or onnx, which the quantizer needs) is not installed. The int8 model is
-built once into a temporary cache for this module (about 10 s), never into ~/.cache.
+Skips when onnxruntime (or onnx, which the quantizer needs) is not installed. The models are built
+once into a temporary cache for this module (about 10 s), never into ~/.cache.
 """
 
 from __future__ import annotations
@@ -67,7 +68,8 @@ def test_names_carry_the_backend() -> None:
     assert Embedder("all-MiniLM-L6-v2").name == "all-MiniLM-L6-v2"  # existing indexes keep working
     assert Embedder("all-MiniLM-L6-v2", backend="onnx-int8").name == "all-MiniLM-L6-v2+onnx-int8"
     assert split_backend("all-MiniLM-L6-v2+onnx-int8") == ("all-MiniLM-L6-v2", "onnx-int8")
-    assert Settings().embed_backend == "torch"
+    assert Embedder("all-MiniLM-L6-v2", backend="torch").name == "all-MiniLM-L6-v2"  # fp32 either way
+    assert Settings().embed_backend == "onnx" and Embedder().backend == "onnx"
     with pytest.raises(ValueError, match="embed_backend"):
         Embedder("all-MiniLM-L6-v2", backend="tensorrt")
 
@@ -82,7 +84,8 @@ def test_isa_detection() -> None:
 def test_int8_is_built_offline_into_the_cache(int8: Embedder, onnx_cache: Path) -> None:
     folder = onnx_cache / f"all-MiniLM-L6-v2-{onnx_embed.detect_isa()}"
     assert int8.model.onnx_path == folder / onnx_embed.MODEL_FILE
-    assert sorted(p.name for p in onnx_cache.iterdir()) == [folder.name]  # no temporary build folders left
+    assert folder.name in {p.name for p in onnx_cache.iterdir()}
+    assert not [p for p in onnx_cache.iterdir() if p.name.startswith(".")]  # no temporary build folders left
     assert sorted(p.name for p in folder.iterdir()) == [onnx_embed.BUILD_FILE, onnx_embed.MODEL_FILE]
     assert int8.max_tokens == 256
 
@@ -165,3 +168,31 @@ def test_int8_batches_are_sorted_by_token_count_and_workers_do_not_change_vector
     assert np.array_equal(serial, parallel)  # same batches, same vectors, same (input) order
     single = np.stack([int8.encode([t])[0] for t in texts])
     assert np.sum(single * serial, axis=1).min() > 0.98
+
+
+def test_fp32_onnx_gives_torchs_vectors_and_opens_its_indexes(onnx_cache: Path, embedder: Embedder,
+                                                              tmp_path: Path) -> None:
+    torch_fp32 = Embedder("all-MiniLM-L6-v2", backend="torch")
+    onnx_fp32 = Embedder("all-MiniLM-L6-v2", backend="onnx")
+    assert onnx_fp32.model.onnx_path == onnx_cache / "all-MiniLM-L6-v2-fp32" / onnx_embed.MODEL_FILES["fp32"]
+    long_text = " ".join(SENTENCES * 40)
+    a, b = onnx_fp32.encode([*SENTENCES, long_text]), torch_fp32.encode([*SENTENCES, long_text])
+    assert np.sum(a * b, axis=1).min() > 0.99999
+    assert np.array_equal(onnx_fp32.encode(SENTENCES, batch_size=2), onnx_fp32.encode(SENTENCES))  # no batch effects
+    settings = Settings(index_dir=tmp_path / "index")
+    Ingestor(settings, torch_fp32).ingest_texts([TextItem("doc:1", DOCS[3], "Photosynthesis")], progress=False)
+    with Assistant(settings.override(embed_backend="onnx"), onnx_fp32) as assistant:
+        assert assistant.retriever.run(QUERIES[0]).passages[0].text == DOCS[3]
+
+
+def test_fp32_onnx_falls_back_to_torch_and_int8_does_not(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*_args: object, **_kwargs: object) -> None:
+        raise ImportError("onnxruntime is not installed")
+
+    monkeypatch.setattr(onnx_embed, "OnnxEncoder", broken)
+    fallback = Embedder("all-MiniLM-L6-v2", backend="onnx")
+    with pytest.warns(RuntimeWarning, match="torch instead of ONNX Runtime"):
+        assert fallback.dim == 384
+    assert type(fallback.model).__name__ == "SentenceTransformer" and fallback.name == "all-MiniLM-L6-v2"
+    with pytest.raises(ImportError, match="onnxruntime"):
+        Embedder("all-MiniLM-L6-v2", backend="onnx-int8").encode(["x"])

