@@ -340,11 +340,16 @@ class PostgresStore:
         ef = min(max(self.settings.hnsw_ef_search, k), 1000)
         with self._guard():
             conn = self._connection()
-            conn.execute(f"SET hnsw.ef_search = {int(ef)}")
-            rows = conn.execute(
-                "SELECT id, -(embedding <#> %s) FROM assistant_chunks ORDER BY embedding <#> %s LIMIT %s",
-                (q, q, int(k)),
-            ).fetchall()
+            with conn.transaction():
+                # From a LIMIT of a few hundred rows the planner prefers a sequential scan and a sort
+                # over the HNSW index (SciFact, 14k chunks: 62 ms at k 400 against 4.4 ms through the
+                # index), so this one query is told to use the index.
+                conn.execute("SET LOCAL enable_seqscan = off")
+                conn.execute(f"SET LOCAL hnsw.ef_search = {int(ef)}")
+                rows = conn.execute(
+                    "SELECT id, -(embedding <#> %s) FROM assistant_chunks ORDER BY embedding <#> %s LIMIT %s",
+                    (q, q, int(k)),
+                ).fetchall()
         return [(int(i), float(s)) for i, s in rows]
 
     def vectors_of(self, ids: Sequence[int]) -> np.ndarray:
