@@ -4,7 +4,7 @@
 not in it is taken as a folder path. The model loads lazily, once per process.
 
 Backends (`Settings.embed_backend`): "onnx" (the default: fp32 through ONNX Runtime, the same
-vectors as torch at about 0.4x the time per query), "torch" (fp32 sentence-transformers) or
+vectors as torch in about half the time per query), "torch" (fp32 sentence-transformers) or
 "onnx-int8" (the same model quantized to int8; assistant.onnx_embed builds both ONNX files once into
 a user cache). The embedder's `name`, which the index manifest records, carries the backend when it
 changes the vectors: "all-MiniLM-L6-v2" for fp32 (torch and onnx read and write the same indexes),
