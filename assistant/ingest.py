@@ -231,6 +231,9 @@ class Ingestor:
         # (about 7 s) when nothing turns out to need embedding. `_flush` checks the model's real dim
         # before anything is written.
         manifest = read_manifest(self.settings)
+        # The index's own choice (recorded when it was created) wins over the setting, so one index
+        # never mixes vectors of two kinds; indexes older than the setting used "none".
+        self.embed_context = manifest.get("embed_context", "none") if manifest else self.settings.embed_context
         if manifest.get("model") == self.embedder.name and manifest.get("dim", "").isdigit():
             dim = int(manifest["dim"])
         else:
@@ -297,9 +300,6 @@ class Ingestor:
         pending: list[_Pending] = []
         uncommitted = 0
         with self.open_store() as store:
-            # The index's own choice (recorded when it was created) wins over the setting, so one
-            # index never mixes vectors of two kinds; indexes older than the setting used "none".
-            self.embed_context = read_manifest(self.settings).get("embed_context", "none")
             files_bar = tqdm(total=len(items), desc="files", unit="file", disable=not show, position=0)
             chunks_bar = tqdm(desc="chunks embedded", unit="chunk", disable=not show, position=1)
             # Stored hashes before the loader starts: it skips loading files that look unchanged.

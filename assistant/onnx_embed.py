@@ -126,12 +126,6 @@ def onnx_model_path(model_name: str, model_path: Path, precision: str = "int8", 
     return target / model_file
 
 
-def quantized_model_path(model_name: str, model_path: Path, isa: str | None = None,
-                         cache_dir: Path | str | None = None) -> Path:
-    """The int8 ONNX file for this model and CPU, built (once) if the cache lacks it."""
-    return onnx_model_path(model_name, model_path, "int8", isa, cache_dir)
-
-
 def _build(model_path: Path, folder: Path, isa: str, precision: str) -> None:
     global builds
     import torch
