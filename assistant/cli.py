@@ -1,4 +1,4 @@
-"""`assistant` command line: ingest, remove, documents, search, ask, eval, bench, serve, feedback.
+"""`assistant` command line: ingest, remove, documents, search, ask, eval, golden import, bench, serve, feedback.
 
 Exit codes: 0 success; 1 some file failed to ingest or an eval gate was missed; 2 bad usage
 or an index that cannot be used (the message says what to do).
@@ -85,8 +85,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=int)
     p.add_argument("--json", action="store_true", help="machine-readable result")
 
-    p = sub.add_parser("eval", parents=[common], help="score against a golden Q&A file (JSON Lines)")
+    p = sub.add_parser("eval", parents=[common], help="score against a golden Q&A file (JSON Lines) or SQuAD JSON")
     p.add_argument("golden", type=Path)
+    p.add_argument("--format", choices=["golden", "squad"], dest="golden_format",
+                   help="golden: JSON Lines golden file; squad: SQuAD v1.1/v2.0 JSON (default: squad for a .json "
+                        "file whose top level has data[].paragraphs, else golden)")
     _llm_options(p)
     p.add_argument("--calibrate-verifier", action="store_true",
                    help="also print the citation-verifier threshold the golden set supports (ASSISTANT_VERIFY_THRESHOLD)")
@@ -98,6 +101,16 @@ def build_parser() -> argparse.ArgumentParser:
     for gate in ("accuracy", "citation-precision", "citation-recall", "evidence-hit", "abstention-accuracy"):
         p.add_argument(f"--min-{gate}", type=float, metavar="X", help=f"exit 1 when {gate.replace('-', ' ')} < X")
     p.add_argument("--max-false-abstention", type=float, metavar="X", help="exit 1 when the false-abstention rate > X")
+
+    p = sub.add_parser("golden", parents=[common], help="golden files: import other question sets")
+    golden_sub = p.add_subparsers(dest="golden_command", required=True)
+    g = golden_sub.add_parser("import", parents=[common],
+                              help="convert a SQuAD v1.1/v2.0 JSON file to a golden file (and its articles to .txt)")
+    g.add_argument("source_format", choices=["squad"], metavar="FORMAT", help="squad")
+    g.add_argument("source", type=Path, metavar="FILE.json")
+    g.add_argument("-o", "--out", type=Path, required=True, metavar="GOLDEN.jsonl", help="golden file to write")
+    g.add_argument("--docs-dir", type=Path, metavar="DIR",
+                   help="also write one .txt per article here (title, then its paragraphs), for `assistant ingest DIR`")
 
     p = sub.add_parser("bench", parents=[common], help="benchmarks (retrieval quality on a BEIR dataset)")
     bench_sub = p.add_subparsers(dest="bench_command", required=True)
@@ -308,9 +321,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     if not args.golden.exists():
         raise FileNotFoundError(f"golden file {args.golden} does not exist")
-    items, problems = ev.read_golden(args.golden)
+    items, problems, fmt = ev.read_items(args.golden, args.golden_format)
     for problem in problems:
         print(f"warning: {problem}", file=sys.stderr)
+    if fmt == "squad" and problems:
+        print(f"warning: {len(problems)} SQuAD question(s), paragraph(s) or article(s) skipped", file=sys.stderr)
     if not items:
         print(f"error: no usable items in {args.golden}", file=sys.stderr)
         return 2
@@ -324,9 +339,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
         report = ev.evaluate(assistant, items, top_k=args.top_k, problems=problems)
         configured = _settings(args).abstain_threshold
         verifier = ev.calibrate_verifier(assistant, items, top_k=args.top_k) if args.calibrate_verifier else None
+    if calibrating:
+        report.settings["configured_abstain_threshold"] = configured
     print(report.table())
     print()
     print(report.summary())
+    print()
+    print(report.risk_coverage_text())
     if verifier:
         print(f"\nverifier calibration: {verifier['positives']} supported and {verifier['negatives']} unsupported "
               f"(sentence, passage) pairs from the golden set; threshold {verifier['threshold']} "
@@ -343,6 +362,30 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.markdown:
         args.markdown.write_text(report.markdown())
     return _gates(args, report.totals)
+
+
+def cmd_golden(args: argparse.Namespace) -> int:
+    """`golden import squad FILE.json -o golden.jsonl [--docs-dir DIR]`."""
+    from assistant import eval as ev
+
+    if not args.source.exists():
+        raise FileNotFoundError(f"{args.source} does not exist")
+    squad = ev.read_squad(args.source)
+    for problem in squad.problems:
+        print(f"warning: {problem}", file=sys.stderr)
+    if not squad.items:
+        print(f"error: no usable questions in {args.source}" + (f" ({len(squad.problems)} skipped)" if squad.problems else ""),
+              file=sys.stderr)
+        return 2
+    ev.write_golden(squad.items, args.out)
+    answerable = sum(1 for i in squad.items if i.answerable)
+    print(f"wrote {len(squad.items)} questions ({answerable} answerable, {len(squad.items) - answerable} unanswerable) "
+          f"to {args.out}; {len(squad.problems)} skipped")
+    if args.docs_dir:
+        files = ev.write_squad_docs(squad.articles, args.docs_dir)
+        print(f"wrote {len(files)} article(s) to {args.docs_dir}: `assistant ingest {args.docs_dir}`, "
+              f"then `assistant eval {args.out}`")
+    return 0
 
 
 def cmd_bench(args: argparse.Namespace) -> int:

@@ -5,19 +5,27 @@ Golden file (JSON Lines), one item a line:
    "sources": [...], "answerable": true}
 `history`, `evidence`, `sources` are optional; `answerable` defaults to true. Comparisons use
 `assistant.text.normalize`. Malformed lines are reported with their line number and skipped.
+
+SQuAD v1/v2 JSON (`read_squad`) reads into the same `GoldenItem`s; `risk_coverage` scores how
+well a run's confidence orders its right answers before its wrong ones (AURC).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
+import re
 import statistics
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from assistant.pipeline import AskResult, Assistant
-from assistant.text import normalize
+from assistant.text import normalize, split_sentences
+
+if TYPE_CHECKING:  # the pipeline (model, index) loads only when a run needs it
+    from assistant.pipeline import AskResult, Assistant
 
 
 @dataclass
@@ -74,6 +82,232 @@ def read_golden(path: Path) -> tuple[list[GoldenItem], list[str]]:
             except (json.JSONDecodeError, ValueError) as exc:
                 problems.append(f"{path}:{number}: {exc}; line skipped")
     return items, problems
+
+
+def golden_line(item: GoldenItem) -> dict[str, Any]:
+    """One golden-file line for `item` (what `read_golden` reads back)."""
+    line: dict[str, Any] = {"id": item.id, "question": item.question}
+    if item.history:
+        line["history"] = item.history
+    if item.answerable:
+        line["answers"] = item.answers
+    if item.evidence:
+        line["evidence"] = item.evidence
+    if item.sources:
+        line["sources"] = item.sources
+    line["answerable"] = item.answerable
+    return line
+
+
+# -- SQuAD v1.1 / v2.0 JSON ------------------------------------------------------------------
+
+# Largest SQuAD file read (the whole file is parsed in memory, several times its size; SQuAD 2.0
+# train is 40 MB). Larger files are refused: split them by article.
+SQUAD_MAX_MB = 100.0
+
+_SQUAD_HEAD = re.compile(r'^\s*\{.*?(?<!\\)"data"\s*:\s*\[', re.DOTALL)
+_SQUAD_PARAGRAPHS = re.compile(r'(?<!\\)"paragraphs"\s*:\s*\[')
+
+
+@dataclass
+class SquadArticle:
+    title: str
+    paragraphs: list[str]  # the contexts, in file order
+
+
+@dataclass
+class SquadSet:
+    items: list[GoldenItem]
+    problems: list[str]  # one a skipped question, paragraph or article: "FILE: data[3].paragraphs[2].qas[5]: ..."
+    articles: list[SquadArticle]
+
+
+def looks_like_squad(path: Path) -> bool:
+    """A `.json` file whose top level has "data" holding articles with "paragraphs" (read from its head)."""
+    if path.suffix.lower() != ".json":
+        return False
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        head = handle.read(1 << 20)
+    match = _SQUAD_HEAD.match(head)
+    return bool(match and _SQUAD_PARAGRAPHS.search(head, match.end()))
+
+
+def _squad_evidence(context: str, spans: list[tuple[int, int, str]]) -> list[str]:
+    """Per answer span, the context's sentence(s) overlapping it (one string), else the answer text."""
+    sentences = split_sentences(context)
+    evidence: list[str] = []
+    for start, end, text in spans:
+        hits = [s for s in sentences if s.start < end and start < s.end]
+        piece = context[hits[0].start:hits[-1].end] if hits else text
+        if piece not in evidence:
+            evidence.append(piece)
+    return evidence
+
+
+def _squad_answers(context: str, raw: Any, where: str) -> list[tuple[int, int, str]]:
+    if not isinstance(raw, list) or not raw:
+        raise ValueError(f'{where}: an answerable question needs "answers" (a list of {{"text", "answer_start"}})')
+    spans = []
+    for n, answer in enumerate(raw):
+        at = f"{where}.answers[{n}]"
+        if not isinstance(answer, dict):
+            raise ValueError(f"{at}: an answer must be an object with text and answer_start")
+        text, start = answer.get("text"), answer.get("answer_start")
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError(f'{at}: "text" is missing or empty')
+        if not isinstance(start, int) or isinstance(start, bool) or start < 0:
+            raise ValueError(f'{at}: "answer_start" must be a whole number >= 0, not {start!r}')
+        end = start + len(text)
+        if end > len(context):
+            raise ValueError(f"{at}: answer_start {start} is past the end of the context "
+                             f"({start} + {len(text)} characters > {len(context)})")
+        found = context[start:end]
+        if found != text and normalize(found) != normalize(text):
+            raise ValueError(f"{at}: answer_start {start} does not point at the answer text: "
+                             f"the context has {found[:60]!r} there, the answer is {text[:60]!r}")
+        spans.append((start, end, text))
+    return spans
+
+
+def read_squad(path: Path, max_mb: float = SQUAD_MAX_MB) -> SquadSet:
+    """SQuAD v1.1/v2.0 JSON as golden items (plus each article's paragraphs, for `golden import`).
+
+    Answerable questions: `answers` = the distinct answer texts, `evidence` = the sentence(s) of the
+    context holding each answer span, `sources` = [article title]. `is_impossible` questions are
+    unanswerable (`plausible_answers` are ignored). A bad question, paragraph or article is skipped
+    and named in `problems`; a file that is not SQuAD at all, or too big, raises ValueError.
+    """
+    path = Path(path)
+    size = path.stat().st_size
+    if size > max_mb * 1024 * 1024:
+        raise ValueError(f"{path}: {size / 1024 / 1024:.1f} MB is over the {max_mb:g} MB limit for SQuAD files "
+                         f"(assistant.eval.SQUAD_MAX_MB); split it into smaller files by article")
+    try:
+        root = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not UTF-8 (byte {exc.start}); SQuAD files are UTF-8 JSON") from exc
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from exc
+    if not isinstance(root, dict) or not isinstance(root.get("data"), list):
+        raise ValueError(f'{path}: not a SQuAD file: the top level needs "data", a list of articles')
+    items: list[GoldenItem] = []
+    problems: list[str] = []
+    articles: list[SquadArticle] = []
+    seen: set[str] = set()
+    ordinal = 0  # questions seen, 1-based: the items' `line`
+
+    def skip(where: str, message: str, what: str) -> None:
+        problems.append(f"{path}: {where}: {message}; {what} skipped")
+
+    for a, article in enumerate(root["data"]):
+        where = f"data[{a}]"
+        if not isinstance(article, dict):
+            skip(where, "an article must be an object", "article")
+            continue
+        title = article.get("title")
+        if not isinstance(title, str) or not title.strip():
+            skip(where, 'field "title" is missing or empty', "article")
+            continue
+        title = " ".join(title.split())
+        paragraphs = article.get("paragraphs")
+        if not isinstance(paragraphs, list):
+            skip(where, 'field "paragraphs" must be a list', "article")
+            continue
+        contexts: list[str] = []
+        for p, paragraph in enumerate(paragraphs):
+            where = f"data[{a}].paragraphs[{p}]"
+            context = paragraph.get("context") if isinstance(paragraph, dict) else None
+            qas = paragraph.get("qas", []) if isinstance(paragraph, dict) else None
+            if not isinstance(context, str) or not context.strip():
+                skip(where, 'field "context" is missing or empty', "paragraph")
+                continue
+            if not isinstance(qas, list):
+                skip(where, 'field "qas" must be a list', "paragraph")
+                continue
+            contexts.append(context)
+            for q, qa in enumerate(qas):
+                where = f"data[{a}].paragraphs[{p}].qas[{q}]"
+                ordinal += 1
+                try:
+                    if not isinstance(qa, dict):
+                        raise ValueError(f"{where}: a question must be an object")
+                    question = qa.get("question")
+                    if not isinstance(question, str) or not question.strip():
+                        raise ValueError(f'{where}: field "question" is missing or empty')
+                    raw_id = qa.get("id")
+                    if raw_id is None or isinstance(raw_id, (bool, dict, list)) or not str(raw_id).strip():
+                        raise ValueError(f'{where}: field "id" is missing')
+                    item_id = str(raw_id).strip()
+                    if item_id in seen:
+                        raise ValueError(f'{where}: duplicate id "{item_id}"')
+                    impossible = qa.get("is_impossible", False)
+                    if not isinstance(impossible, bool):
+                        raise ValueError(f'{where}: field "is_impossible" must be true or false')
+                    if impossible:
+                        item = GoldenItem(item_id, question.strip(), ordinal, sources=[title], answerable=False)
+                    else:
+                        spans = _squad_answers(context, qa.get("answers"), where)
+                        answers: list[str] = []
+                        for _, _, text in spans:
+                            if all(normalize(text) != normalize(known) for known in answers):
+                                answers.append(text)
+                        item = GoldenItem(item_id, question.strip(), ordinal, answers=answers,
+                                          evidence=_squad_evidence(context, spans), sources=[title])
+                except ValueError as exc:
+                    problems.append(f"{path}: {exc}; question skipped")
+                    continue
+                seen.add(item_id)
+                items.append(item)
+        articles.append(SquadArticle(title, contexts))
+    return SquadSet(items, problems, articles)
+
+
+def read_items(path: Path, fmt: str | None = None) -> tuple[list[GoldenItem], list[str], str]:
+    """Golden items from a golden JSONL (`fmt` "golden") or SQuAD JSON ("squad") file; None: detect.
+
+    Returns the items, the problems (skipped lines or questions) and the format read.
+    """
+    fmt = fmt or ("squad" if looks_like_squad(path) else "golden")
+    if fmt == "squad":
+        squad = read_squad(path)
+        return squad.items, squad.problems, fmt
+    if fmt != "golden":
+        raise ValueError(f"unknown question-file format {fmt!r}: golden or squad")
+    items, problems = read_golden(path)
+    return items, problems, fmt
+
+
+def _file_stem(title: str) -> str:
+    stem = re.sub(r"[^\w.-]+", "_", title, flags=re.UNICODE).strip("._")[:100]
+    return stem or "article"
+
+
+def write_squad_docs(articles: list[SquadArticle], folder: Path) -> list[Path]:
+    """One `.txt` per article: the title on the first line, then the paragraphs with a blank line
+    between them (file names from the titles; repeated titles get -2, -3, ...)."""
+    from assistant.atomic import atomic_write_text
+
+    folder.mkdir(parents=True, exist_ok=True)
+    used: set[str] = set()
+    written = []
+    for article in articles:
+        stem = base = _file_stem(article.title)
+        n = 1
+        while stem.lower() in used:
+            n += 1
+            stem = f"{base}-{n}"
+        used.add(stem.lower())
+        target = folder / f"{stem}.txt"
+        atomic_write_text(target, "\n\n".join([article.title, *(c.strip() for c in article.paragraphs)]) + "\n")
+        written.append(target)
+    return written
+
+
+def write_golden(items: list[GoldenItem], target: Path) -> None:
+    from assistant.atomic import atomic_write_text
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(target, "".join(json.dumps(golden_line(i), ensure_ascii=False) + "\n" for i in items))
 
 
 @dataclass
@@ -190,8 +424,40 @@ class EvalReport:
     settings: dict[str, Any]
 
     def to_json(self) -> dict[str, Any]:
-        return {"totals": self.totals, "items": [asdict(r) for r in self.results], "problems": self.problems,
-                "settings": self.settings}
+        return {"totals": self.totals, "risk_coverage": self.risk_coverage(), "items": [asdict(r) for r in self.results],
+                "problems": self.problems, "settings": self.settings}
+
+    def thresholds(self) -> list[float]:
+        """The abstention thresholds of this run: its own and, for a calibration run, the configured one."""
+        return sorted({round(float(self.settings[k]), 4) for k in ("abstain_threshold", "configured_abstain_threshold")
+                       if self.settings.get(k) is not None})
+
+    def risk_coverage(self) -> dict[str, Any]:
+        return risk_coverage(self.results, [*RISK_COVERAGE_GRID, *self.thresholds()])
+
+    def risk_coverage_rows(self) -> list[tuple[str, str, str, str]]:
+        """(threshold, answered, coverage, risk) per table row; * marks this run's threshold(s)."""
+        marked = set(self.thresholds())
+        return [(f"{row['threshold']:.3f}{'*' if row['threshold'] in marked else ''}",
+                 f"{row['answered']}/{len(self.results)}", f"{row['coverage']:.3f}", _fmt(row["risk"]))
+                for row in self.risk_coverage()["table"]]
+
+    def risk_coverage_note(self) -> str:
+        rc = self.risk_coverage()
+        note = (f"AURC {_fmt(rc['aurc'])} (oracle {_fmt(rc['oracle_aurc'])}, excess {_fmt(rc['excess_aurc'])}; "
+                f"lower is better) over {rc['items']} items; answered = confidence >= threshold, "
+                f"answering an unanswerable item is wrong")
+        run = self.settings.get("abstain_threshold")
+        if run:
+            note += (f"; items this run abstained on (confidence < {run}) count as wrong: "
+                     f"use --calibrate for the curve below {run}")
+        return note
+
+    def risk_coverage_text(self) -> str:
+        rows = [f"{'threshold':>10}  {'answered':>9}  {'coverage':>8}  {'risk':>6}"]
+        rows += [f"{t:>10}  {a:>9}  {c:>8}  {r:>6}" for t, a, c, r in self.risk_coverage_rows()]
+        return "\n".join(["risk-coverage (* = an abstention threshold: the run's, or the configured one)", *rows,
+                          self.risk_coverage_note()])
 
     def table(self) -> str:
         generative = any(r.model or r.backend != "extractive" for r in self.results)
@@ -236,6 +502,9 @@ class EvalReport:
             question = r.question.replace("|", "\\|")
             lines.append(f"| {r.id} | {r.correct} | {r.abstained} | {r.evidence_hit} | {r.good_citations}/{r.citations}"
                          f" | {r.confidence:.3f} | {r.latency_ms} | {question} | {answer} |")
+        lines += ["", "## Risk-coverage", "", "| threshold | answered | coverage | risk |", "|---|---|---|---|",
+                  *[f"| {t.replace('*', ' (abstention)')} | {a} | {c} | {r} |" for t, a, c, r in self.risk_coverage_rows()],
+                  "", self.risk_coverage_note()]
         if self.problems:
             lines += ["", "Skipped lines:", *[f"- {p}" for p in self.problems]]
         return "\n".join(lines) + "\n"
@@ -284,6 +553,96 @@ def calibrate(results: list[ItemResult]) -> list[dict[str, Any]]:
                       "abstained_unanswerable": abst_ok,
                       "balanced": round((correct / max(len(answerable), 1) + abst_ok / max(len(unanswerable), 1)) / 2, 4)})
     return table
+
+
+# -- selective QA: risk-coverage -----------------------------------------------------------
+
+RISK_COVERAGE_GRID = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+
+
+def _wrong(r: ItemResult) -> bool:
+    """An answer at some threshold is right only for an answerable item scored correct; answering an
+    unanswerable item is always wrong (and so is an item the run abstained on: it has no answer)."""
+    return not (r.answerable and r.correct)
+
+
+def risk_coverage_curve(results: list[ItemResult]) -> list[dict[str, Any]]:
+    """One point per distinct confidence t, highest first: the items with confidence >= t answered.
+
+    coverage = answered / all items; risk = wrong answered / answered (see `_wrong`).
+    """
+    n = len(results)
+    points: list[dict[str, Any]] = []
+    answered = wrong = 0
+    for conf, size, group_wrong in _confidence_groups(results):
+        answered += size
+        wrong += group_wrong
+        points.append({"threshold": conf, "answered": answered, "wrong": wrong,
+                       "coverage": answered / n, "risk": wrong / answered})
+    return points
+
+
+def _confidence_groups(results: list[ItemResult]) -> list[tuple[float, int, int]]:
+    """(confidence, items, wrong items) per distinct confidence, highest first."""
+    ordered = sorted(results, key=lambda r: r.confidence, reverse=True)
+    groups = []
+    for conf, members in itertools.groupby(ordered, key=lambda r: r.confidence):
+        flags = [_wrong(r) for r in members]
+        groups.append((conf, len(flags), sum(flags)))
+    return groups
+
+
+def risk_at(results: list[ItemResult], threshold: float) -> dict[str, Any]:
+    """The point of the curve for one threshold (risk None when nothing is answered)."""
+    answered = [r for r in results if r.confidence >= threshold]
+    wrong = sum(1 for r in answered if _wrong(r))
+    return {"threshold": threshold, "answered": len(answered), "wrong": wrong,
+            "coverage": len(answered) / len(results) if results else 0.0,
+            "risk": wrong / len(answered) if answered else None}
+
+
+def aurc(results: list[ItemResult]) -> float | None:
+    """Area under the risk-coverage curve (Geifman & El-Yaniv): the mean over k = 1..n of the risk of
+    the k most confident items. Items with equal confidence enter together, so within a tie the risk
+    at k is its expected value over the tie's orders: wrong before the tie + (k - before) x the tie's
+    share of wrong items, over k."""
+    n = len(results)
+    if not n:
+        return None
+    total = 0.0
+    before = wrong_before = 0
+    for _, size, wrong in _confidence_groups(results):
+        for m in range(1, size + 1):
+            total += (wrong_before + m * wrong / size) / (before + m)
+        before += size
+        wrong_before += wrong
+    return total / n
+
+
+def oracle_aurc(results: list[ItemResult]) -> float | None:
+    """The AURC of a perfect confidence (every right answer before every wrong one): the floor."""
+    n = len(results)
+    if not n:
+        return None
+    right = n - sum(1 for r in results if _wrong(r))
+    return sum((k - right) / k for k in range(right + 1, n + 1)) / n
+
+
+def risk_coverage(results: list[ItemResult], thresholds: Iterable[float] = RISK_COVERAGE_GRID) -> dict[str, Any]:
+    """AURC, its oracle value and excess (AURC - oracle), the full curve and a table at `thresholds`."""
+    area, best = aurc(results), oracle_aurc(results)
+
+    def rounded(point: dict[str, Any]) -> dict[str, Any]:
+        return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in point.items()}
+
+    return {
+        "items": len(results),
+        "aurc": None if area is None else round(area, 4),
+        "oracle_aurc": None if best is None else round(best, 4),
+        "excess_aurc": None if area is None or best is None else round(area - best, 4),
+        "table": [rounded(risk_at(results, t)) for t in sorted(set(thresholds))],
+        "curve": [rounded(p) for p in risk_coverage_curve(results)],
+    }
 
 
 def calibrate_verifier(assistant: Assistant, items: list[GoldenItem], top_k: int | None = None) -> dict[str, Any]:
