@@ -26,7 +26,7 @@ from tqdm import tqdm
 from assistant.chunk import EMBED_CONTEXTS, Chunk, Chunker, embedding_text
 from assistant.embed import Embedder
 from assistant.index import DocumentRecord, ModelMismatchError, Store, open_store, read_manifest, store_location
-from assistant.loaders import LoadedDocument, LoadError, content_hash, is_supported, load
+from assistant.loaders import Limits, LoadedDocument, LoadError, content_hash, is_supported, load
 from assistant.settings import Settings
 
 STATUSES = ("added", "updated", "unchanged", "removed", "failed", "skipped")
@@ -285,7 +285,8 @@ class Ingestor:
                     f"file is {size / 1e6:.0f} MB, over the {self.settings.max_file_mb:g} MB limit; "
                     "split it or raise ASSISTANT_MAX_FILE_MB"
                 )
-            return content_hash(path), size, lambda: load(path)
+            return content_hash(path), size, lambda: load(path, limits)
+        limits = Limits.from_settings(self.settings)
         return facts
 
     def _run(self, items: list[tuple[str, Callable[[], tuple[str, int, Callable[[], LoadedDocument]]]]],

@@ -95,6 +95,14 @@ class Settings:
     embed_batch_chunks: int = 256
     checkpoint_chunks: int = 4096
     max_file_mb: float = 512.0
+    # What one file may expand to while it is read (assistant.loaders.Limits; README "Limits"):
+    # bytes decompressed from a .docx's zip members or one PDF stream, characters of text extracted,
+    # a zip member's compression ratio, tags in one HTML page (parsed whole), and parsing time.
+    max_expanded_mb: float = 500.0
+    max_text_mb: float = 100.0
+    max_zip_ratio: float = 100.0
+    max_html_elements: int = 1_000_000
+    max_parse_seconds: float = 120.0
     # Server.
     max_upload_mb: float = 50.0
     # Generative answers (assistant.generate): "extractive" (default, needs nothing), "openai"
