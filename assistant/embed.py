@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import threading
 import warnings
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,8 @@ MODELS: dict[str, Callable[[], Path]] = {
     "sentence-transformers/all-MiniLM-L6-v2": _minilm_path,
 }
 
+
+UNITS_CACHE_SIZE = 1024  # texts whose unit vectors `unit_vectors_for` keeps
 
 BACKENDS = ("onnx", "torch", "onnx-int8")
 BACKEND_SUFFIX = {"onnx": "", "torch": "", "onnx-int8": "+onnx-int8"}
@@ -131,6 +134,9 @@ class Embedder:
         self._count_lock = threading.Lock()
         self._counter: Callable[[str], int] | None = None
         self._queries = _QueryBatcher(lambda texts: self.encode(texts, batch_size=len(texts)))
+        self._offsets_tok: Any = None  # torch backend: a fast tokenizer copy giving character offsets
+        self._units_lock = threading.Lock()
+        self._units_cache: OrderedDict[tuple[str, tuple[tuple[int, int], ...]], np.ndarray] = OrderedDict()
 
     @property
     def model(self):  # type: ignore[no-untyped-def]
@@ -213,3 +219,82 @@ class Embedder:
     def encode_query(self, text: str) -> np.ndarray:
         """One query's vector; concurrent calls are batched into shared model calls."""
         return self._queries(text)
+
+    # -- unit (sentence) vectors pooled from the chunk's own forward pass ---------------------
+
+    @property
+    def supports_units(self) -> bool:
+        """Whether `encode_units` gives vectors consistent with this embedder's `encode`: False for a
+        subclass that replaces `encode` alone (a cache, a test double), whose chunk vectors do not
+        come from the model's forward pass; also False without a fast tokenizer (no offsets)."""
+        cls = type(self)
+        replaced = cls.encode is not Embedder.encode or "encode" in vars(self)
+        if replaced and cls.encode_units is Embedder.encode_units and "encode_units" not in vars(self):
+            return False
+        model = self.model
+        return hasattr(model, "encode_units") or bool(getattr(model.tokenizer, "is_fast", False))
+
+    def encode_units(self, texts: Sequence[str], spans: Sequence[Sequence[tuple[int, int]]],
+                     batch_size: int = 32) -> tuple[np.ndarray, list[np.ndarray]]:
+        """(chunk vectors, one (len(spans[i]), dim) array per text) from one forward pass per text.
+
+        The chunk vectors are exactly `encode`'s (mean pooling, L2-normalized). For each
+        (char_start, char_end) span relative to its text: the mean of the last-hidden-state vectors
+        of the word pieces whose character offsets overlap the span, L2-normalized, float32. A span
+        past the model's truncation (`max_tokens` word pieces) or holding no token gets the chunk
+        vector. The extra cost over `encode` is the pooling (and the tokenizer's offsets)."""
+        texts = list(texts)
+        if len(spans) != len(texts):
+            raise ValueError(f"{len(texts)} texts but {len(spans)} span lists")
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32), []
+        model = self.model
+        if hasattr(model, "encode_units"):  # the ONNX encoder
+            vectors, units = model.encode_units(texts, spans, batch_size=batch_size)
+            return np.ascontiguousarray(vectors, dtype=np.float32), units
+        return self._torch_units(model, texts, spans, batch_size)
+
+    def _torch_units(self, model: Any, texts: list[str], spans: Sequence[Sequence[tuple[int, int]]],
+                     batch_size: int) -> tuple[np.ndarray, list[np.ndarray]]:
+        """sentence-transformers: every module output of one pass (token embeddings and the pooled
+        sentence embedding), with offsets from a private copy of the fast tokenizer (the same ids)."""
+        from assistant.onnx_embed import pool_spans
+
+        with self._count_lock:
+            if self._offsets_tok is None:
+                from assistant.onnx_embed import _private_tokenizer
+
+                self._offsets_tok = _private_tokenizer(model.tokenizer, int(model.max_seq_length))
+            encodings = self._offsets_tok.encode_batch(texts)
+        outputs = model.encode(texts, batch_size=batch_size, output_value=None, convert_to_numpy=False,
+                               show_progress_bar=False)
+        vectors = np.empty((len(texts), self.dim), dtype=np.float32)
+        units: list[np.ndarray] = []
+        for i, (out, enc) in enumerate(zip(outputs, encodings, strict=True)):
+            vector = out["sentence_embedding"].float().cpu().numpy()
+            vectors[i] = vector / max(float(np.linalg.norm(vector)), 1e-12)
+            n = int(out["attention_mask"].sum())
+            tokens = out["token_embeddings"][:n].float().cpu().numpy()
+            if n != len(enc.ids):  # not the tokens the model saw: no position is trustworthy
+                units.append(np.repeat(vectors[i][None, :], len(spans[i]), axis=0))
+                continue
+            units.append(pool_spans(tokens, enc.offsets, enc.special_tokens_mask, spans[i], vectors[i]))
+        return vectors, units
+
+    def unit_vectors_for(self, text: str, spans: Sequence[tuple[int, int]]) -> np.ndarray:
+        """The vectors of `spans` (relative to `text`) from `encode_units` on this one text, for an
+        index without stored unit vectors. Cached (LRU) by (text, spans): the same chunks come back."""
+        key = (text, tuple((int(a), int(b)) for a, b in spans))
+        with self._units_lock:
+            cached = self._units_cache.get(key)
+            if cached is not None:
+                self._units_cache.move_to_end(key)
+                return cached
+        _vectors, units = self.encode_units([text], [key[1]], batch_size=1)
+        result = units[0]
+        result.setflags(write=False)
+        with self._units_lock:
+            self._units_cache[key] = result
+            while len(self._units_cache) > UNITS_CACHE_SIZE:
+                self._units_cache.popitem(last=False)
+        return result

@@ -28,6 +28,7 @@ from assistant.embed import Embedder
 from assistant.index import DocumentRecord, ModelMismatchError, Store, open_store, read_manifest, store_location
 from assistant.loaders import Limits, LoadedDocument, LoadError, content_hash, is_supported, load
 from assistant.settings import Settings
+from assistant.units import split_units
 
 STATUSES = ("added", "updated", "unchanged", "removed", "failed", "skipped")
 
@@ -156,7 +157,8 @@ class _EncodePipeline:
                  bar: tqdm) -> None:
         self._ingestor, self._store, self._report = ingestor, store, report
         self._encoder, self._bar = encoder, bar
-        self._inflight: tuple[Future[np.ndarray], list[_Pending]] | None = None
+        self._inflight: tuple[Future[tuple[np.ndarray, list[np.ndarray] | None]], list[_Pending],
+                              list[np.ndarray]] | None = None
         self._checked = False
 
     def submit(self, pending: list[_Pending]) -> int:
@@ -165,19 +167,41 @@ class _EncodePipeline:
         if not self._checked:  # before anything is encoded or written
             self._ingestor._check_dim(self._store)
             self._checked = True
-        context = self._ingestor.embed_context
-        texts = [embedding_text(p.record.title, c.text, context) for p in pending for c in p.chunks]
-        future = self._encoder.submit(self._ingestor._encode, texts, self._bar)
+        texts, spans, relative = _unit_inputs(pending, self._ingestor.embed_context)
+        future = self._encoder.submit(self._ingestor._encode, texts, self._bar, relative)
         written = self.drain()
-        self._inflight = (future, pending)
+        self._inflight = (future, pending, spans)
         return written
 
     def drain(self) -> int:
         if self._inflight is None:
             return 0
-        future, pending = self._inflight
+        future, pending, spans = self._inflight
         self._inflight = None
-        return self._ingestor._write(self._store, pending, future.result(), self._report)
+        vectors, unit_vectors = future.result()
+        units = None if unit_vectors is None else list(zip(spans, unit_vectors, strict=True))
+        return self._ingestor._write(self._store, pending, vectors, self._report, units)
+
+
+def _unit_inputs(pending: list[_Pending], context: str) -> tuple[list[str], list[np.ndarray], list[list[tuple[int, int]]]]:
+    """Per chunk: the text the model sees, its answer units' absolute spans (int32, shape (n, 2), from
+    `split_units(chunk.text, chunk.start)`) and the same spans relative to the embedded text (shifted
+    past the title `embedding_text` may put in front, so they point at the chunk's own characters)."""
+    texts: list[str] = []
+    spans: list[np.ndarray] = []
+    relative: list[list[tuple[int, int]]] = []
+    for p in pending:
+        for c in p.chunks:
+            text = embedding_text(p.record.title, c.text, context)
+            if not text.endswith(c.text):  # embedding_text only ever puts something in front
+                raise RuntimeError("embedding_text changed the chunk's own text; unit spans would not match")
+            shift = len(text) - len(c.text) - c.start
+            absolute = np.asarray([(u.start, u.end) for u in split_units(c.text, c.start)],
+                                  dtype=np.int32).reshape(-1, 2)
+            texts.append(text)
+            spans.append(absolute)
+            relative.append([(int(a) + shift, int(b) + shift) for a, b in absolute])
+    return texts, spans, relative
 
 
 def document_id(source: str) -> str:
@@ -393,21 +417,36 @@ class Ingestor:
                 "and run `assistant ingest PATH` again"
             )
 
-    def _encode(self, texts: list[str], bar: tqdm) -> np.ndarray:
-        """Encode thread: one batch's vectors (in steps, for the progress bar)."""
+    def _encode(self, texts: list[str], bar: tqdm, spans: list[list[tuple[int, int]]] | None = None
+                ) -> tuple[np.ndarray, list[np.ndarray] | None]:
+        """Encode thread: one batch's chunk vectors (in steps, for the progress bar) and, given the
+        units' spans in each text, their vectors from the same forward pass (`encode_units`; None
+        when the embedder cannot give them, e.g. a cache that replaces `encode`)."""
         vectors = []
+        units: list[np.ndarray] | None = [] if spans is not None and self.embedder.supports_units else None
         step = max(32, self.settings.embed_batch_chunks)
         for start in range(0, len(texts), step):
-            vectors.append(self.embedder.encode(texts[start : start + step]))
+            if units is not None and spans is not None:
+                chunk_vectors, unit_vectors = self.embedder.encode_units(texts[start : start + step],
+                                                                         spans[start : start + step])
+                vectors.append(chunk_vectors)
+                units.extend(unit_vectors)
+            else:
+                vectors.append(self.embedder.encode(texts[start : start + step]))
             bar.update(min(step, len(texts) - start))
-        return np.concatenate(vectors) if vectors else np.zeros((0, self.embedder.dim), np.float32)
+        return (np.concatenate(vectors) if vectors else np.zeros((0, self.embedder.dim), np.float32)), units
 
-    def _write(self, store: Store, pending: list[_Pending], vectors: np.ndarray, report: IngestReport) -> int:
+    def _write(self, store: Store, pending: list[_Pending], vectors: np.ndarray, report: IngestReport,
+               units: list[tuple[np.ndarray, np.ndarray]] | None = None) -> int:
+        """Store each document with its chunks' vectors and, when given, its units (spans, vectors) per chunk."""
         offset = 0
         for p in pending:
             n = len(p.chunks)
             rows = [(c.ord, c.start, c.end, c.n_tokens, c.text) for c in p.chunks]
-            store.put_document(p.record, rows, vectors[offset : offset + n])
+            if units is None:
+                store.put_document(p.record, rows, vectors[offset : offset + n])
+            else:
+                store.put_document(p.record, rows, vectors[offset : offset + n], units=units[offset : offset + n])
             offset += n
         report.embedded_chunks += offset
         return offset

@@ -23,7 +23,8 @@ Only `onnxruntime` and `onnx` are needed (no optimum: optimum-onnx pins transfor
 Pooling (mean or CLS, from the model's `1_Pooling/config.json`) and L2 normalization run in numpy.
 
 `OnnxEncoder` offers the part of the `SentenceTransformer` interface `Embedder` uses: `encode`,
-`get_embedding_dimension`, `max_seq_length` and `tokenizer`.
+`get_embedding_dimension`, `max_seq_length` and `tokenizer`; plus `encode_units` (chunk vectors and,
+from the same forward pass, the vectors of character spans inside each text: `pool_spans`).
 """
 
 from __future__ import annotations
@@ -236,6 +237,10 @@ class OnnxEncoder:
 
     def _forward(self, ids: list[list[int]]) -> np.ndarray:
         """Pooled (not normalized) vectors of one batch, padded to its longest member."""
+        return self._pooled(*self._hidden(ids))
+
+    def _hidden(self, ids: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+        """(last_hidden_state, attention mask) of one batch, padded to its longest member."""
         width = max(len(x) for x in ids)
         input_ids = np.full((len(ids), width), self._pad_id, dtype=np.int64)
         mask = np.zeros((len(ids), width), dtype=np.int64)
@@ -244,6 +249,9 @@ class OnnxEncoder:
             mask[row, : len(x)] = 1
         feed = {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": np.zeros_like(input_ids)}
         hidden = self.session.run(None, {k: v for k, v in feed.items() if k in self._inputs})[0]
+        return hidden, mask
+
+    def _pooled(self, hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
         if self.pooling == "cls":
             return np.asarray(hidden[:, 0], dtype=np.float32)
         weights = mask[..., None].astype(np.float32)
@@ -282,11 +290,82 @@ class OnnxEncoder:
                 pass
         return out
 
+    def encode_units(self, texts: Sequence[str], spans: Sequence[Sequence[tuple[int, int]]],
+                     batch_size: int = 32) -> tuple[np.ndarray, list[np.ndarray]]:
+        """(chunk vectors, per text its spans' vectors) from one forward pass per text.
+
+        The chunk vectors are `encode`'s (same tokens, batches and pooling). A span's vector is the
+        mean of the last hidden states of the word pieces whose character offsets overlap it,
+        L2-normalized (`pool_spans`). Same batching and threading as `encode`; the extra work is
+        the tokenizer's offsets and the pooling."""
+        texts = list(texts)
+        if len(spans) != len(texts):
+            raise ValueError(f"{len(texts)} texts but {len(spans)} span lists")
+        if not texts:
+            return np.zeros((0, self._dim), dtype=np.float32), []
+        encodings = self._encodings(texts)
+        ids = [e.ids for e in encodings]
+        order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))  # as in encode
+        step = max(1, batch_size)
+        batches = [order[start : start + step] for start in range(0, len(order), step)]
+        out = np.empty((len(texts), self._dim), dtype=np.float32)
+        units: list[np.ndarray] = [np.zeros((0, self._dim), np.float32)] * len(texts)
+
+        def run(idx: list[int]) -> None:
+            hidden, mask = self._hidden([ids[i] for i in idx])
+            vectors = self._pooled(hidden, mask)
+            vectors = vectors / np.clip(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12, None)
+            out[idx] = vectors
+            for row, i in enumerate(idx):
+                e = encodings[i]
+                units[i] = pool_spans(hidden[row, : len(e.ids)], e.offsets, e.special_tokens_mask, spans[i],
+                                      vectors[row])
+
+        if self.workers == 1 or len(batches) == 1:
+            for idx in batches:
+                run(idx)
+        else:
+            for _done in self._executor().map(run, batches):
+                pass
+        return out, units
+
+    def _encodings(self, texts: list[str]) -> list[Any]:
+        """Tokenizer encodings with character offsets (relative to each text), truncated like `_token_ids`."""
+        if self.do_lower_case:
+            texts = [t.lower() for t in texts]
+        with self._tok_lock:
+            return list(self._tok.encode_batch(texts))
+
     def close(self) -> None:
         with self._pool_lock:
             if self._pool is not None:
                 self._pool.shutdown(wait=True)
                 self._pool = None
+
+
+def pool_spans(hidden: np.ndarray, offsets: Sequence[tuple[int, int]], special: Sequence[int],
+               spans: Sequence[tuple[int, int]], fallback: np.ndarray) -> np.ndarray:
+    """Per (start, end) character span: the mean of the token vectors (`hidden`, one row per token)
+    whose offsets overlap [start, end), special tokens excluded, L2-normalized (float32). A span
+    with no such token (past the truncation, or only whitespace) gets `fallback` (the chunk vector)."""
+    dim = hidden.shape[-1]
+    if len(spans) == 0:
+        return np.zeros((0, dim), dtype=np.float32)
+    n = min(len(offsets), hidden.shape[0])
+    tok = np.asarray(offsets[:n], dtype=np.int64).reshape(n, 2)
+    keep = ~np.asarray(special[:n], dtype=bool) if len(special) else np.ones(n, dtype=bool)
+    keep &= tok[:, 1] > tok[:, 0]
+    tok, states = tok[keep], np.asarray(hidden[:n][keep], dtype=np.float32)
+    bounds = np.asarray(spans, dtype=np.int64).reshape(-1, 2)
+    weights = ((tok[None, :, 0] < bounds[:, 1:2]) & (tok[None, :, 1] > bounds[:, 0:1])).astype(np.float32)
+    counts = weights.sum(axis=1)
+    pooled = (weights @ states) / np.clip(counts, 1.0, None)[:, None]
+    norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+    pooled = pooled / np.clip(norms, 1e-12, None)
+    empty = (counts == 0) | (norms[:, 0] == 0)
+    if empty.any():
+        pooled[empty] = np.asarray(fallback, dtype=np.float32)
+    return np.ascontiguousarray(pooled, dtype=np.float32)
 
 
 def _private_tokenizer(tokenizer: Any, max_length: int) -> Any:

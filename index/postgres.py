@@ -5,7 +5,8 @@ Selected with `--store postgresql://...` (setting `store`). Tables (created by `
 migrate`, or by the first writer): `assistant_meta` (manifest: model, dim, schema version,
 generation), `assistant_documents`, `assistant_chunks` (text, span, the chunk's terms, a `tsvector`
 of title and chunk terms with a GIN index, and `embedding vector(dim)` with an HNSW index for
-inner product). Put the tables in a schema of your own with `?options=-csearch_path%3Dmyschema`.
+inner product), `assistant_chunk_units` (per chunk its answer units' spans and float16 vectors).
+Put the tables in a schema of your own with `?options=-csearch_path%3Dmyschema`.
 
 Keyword side: PostgreSQL full-text search (the GIN index finds the chunks with any query term),
 ranked by `keyword_rank`: "bm25" (default) computes BM25 in SQL from each chunk's stored term
@@ -35,7 +36,16 @@ from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
-from assistant.index.store import ChunkRecord, DocumentRecord, ModelMismatchError, StoreError, _title_terms
+from assistant.index.store import (
+    ChunkRecord,
+    DocumentRecord,
+    ModelMismatchError,
+    StoreError,
+    UnitRows,
+    _title_terms,
+    pack_units,
+    unpack_units,
+)
 from assistant.settings import Settings
 from assistant.text import content_terms
 
@@ -86,6 +96,12 @@ def schema_sql(dim: int) -> list[str]:
         "CREATE INDEX IF NOT EXISTS assistant_chunks_tsv ON assistant_chunks USING gin (tsv)",
         "CREATE INDEX IF NOT EXISTS assistant_chunks_embedding ON assistant_chunks "
         "USING hnsw (embedding vector_ip_ops) WITH (m = 16, ef_construction = 64)",
+        # Added later (same schema version: older databases get it from `db migrate` or their next writer).
+        """CREATE TABLE IF NOT EXISTS assistant_chunk_units (
+            chunk_id BIGINT PRIMARY KEY REFERENCES assistant_chunks(id) ON DELETE CASCADE,
+            n INTEGER NOT NULL,
+            spans BYTEA NOT NULL,
+            vectors BYTEA NOT NULL)""",
     ]
 
 
@@ -239,6 +255,7 @@ class PostgresStore:
         self.conn = _connect(url)
         self._lock = threading.RLock()  # the writer's one connection (its transaction) is shared
         self._in_tx = False
+        self._has_units_table = False  # assistant_chunk_units exists (checked on first use)
         # Readers (a server answering on several threads) get a connection per thread, so queries
         # run in parallel instead of queueing on one connection.
         self._local = threading.local()
@@ -362,6 +379,19 @@ class PostgresStore:
             raise KeyError(f"no vectors for chunk ids {missing[:5]}")
         return np.stack([_as_array(rows[int(i)]) for i in ids])
 
+    def unit_vectors(self, ids: Sequence[int]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        """Per chunk id with stored units: (absolute spans int32 (n, 2), float32 vectors (n, dim)).
+        Chunks stored without units are absent; {} from a database not yet migrated to units."""
+        if not ids:
+            return {}
+        if not self._has_units_table:
+            self._has_units_table = self._rows("SELECT to_regclass('assistant_chunk_units')")[0][0] is not None
+            if not self._has_units_table:
+                return {}
+        rows = self._rows("SELECT chunk_id, n, spans, vectors FROM assistant_chunk_units WHERE chunk_id = ANY(%s)",
+                          ([int(i) for i in ids],))
+        return {int(cid): unpack_units(int(n), bytes(spans), bytes(vectors), self.dim) for cid, n, spans, vectors in rows}
+
     # -- keyword side -----------------------------------------------------------------------
 
     def corpus_size(self) -> tuple[int, float]:
@@ -414,11 +444,16 @@ class PostgresStore:
             self._in_tx = True
 
     def put_document(self, doc: DocumentRecord, chunks: Iterable[tuple[int, int, int, int, str]],
-                     vectors: np.ndarray) -> None:
-        """Insert or replace one document with its chunks (ord, start, end, n_tokens, text) and vectors."""
+                     vectors: np.ndarray, units: UnitRows | None = None) -> None:
+        """Insert or replace one document with its chunks (ord, start, end, n_tokens, text) and vectors;
+        `units`, one per chunk: (absolute spans int32 (n, 2), vectors (n, dim)), stored as int32 and
+        float16 bytes in `assistant_chunk_units` (same transaction; removed with their chunk)."""
         rows = list(chunks)
         if len(rows) != len(vectors):
             raise StoreError(f"{doc.source}: {len(rows)} chunks but {len(vectors)} vectors")
+        if units is not None and len(units) != len(rows):
+            raise StoreError(f"{doc.source}: {len(rows)} chunks but units for {len(units)}")
+        packed = [pack_units(spans, unit_vectors, self.dim) for spans, unit_vectors in units] if units is not None else None
         title_terms = content_terms(doc.title) * max(self.settings.bm25_title_weight, 0)
         with self._lock:
             self._begin()
@@ -441,7 +476,17 @@ class PostgresStore:
                     cursor.executemany(
                         "INSERT INTO assistant_chunks(doc_id, ord, start_char, end_char, n_tokens, text, terms, "
                         "n_terms, tf, tsv, embedding) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, "
-                        "to_tsvector('simple', %s), %s)", values)
+                        "to_tsvector('simple', %s), %s)" + (" RETURNING id" if packed is not None else ""),
+                        values, returning=packed is not None)
+                    if packed is not None:
+                        ids = []
+                        while True:  # one result set per inserted row, in order
+                            ids.append(cursor.fetchone()[0])
+                            if not cursor.nextset():
+                                break
+                        cursor.executemany("INSERT INTO assistant_chunk_units(chunk_id, n, spans, vectors) "
+                                           "VALUES (%s, %s, %s, %s)",
+                                           [(cid, *row) for cid, row in zip(ids, packed, strict=True)])
 
     def remove_document(self, doc_id: str) -> bool:
         with self._lock:

@@ -1,4 +1,5 @@
-"""One index folder: `index.sqlite` (documents, chunks, chunk terms, manifest), `vectors-<gen>.faiss`
+"""One index folder: `index.sqlite` (documents, chunks, chunk terms, chunk units: each chunk's answer
+units' spans and float16 vectors, manifest), `vectors-<gen>.faiss`
 (exact vectors, the source of truth), and per generation optionally `ann-<gen>.faiss` (an
 approximate HNSW index, used for search once the index is large) and `bm25-<gen>/` (the BM25
 index, so readers load it instead of rebuilding it).
@@ -63,7 +64,32 @@ CREATE TABLE IF NOT EXISTS chunk_terms (
     chunk_id INTEGER PRIMARY KEY REFERENCES chunks(id) ON DELETE CASCADE,
     terms TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS chunk_units (
+    chunk_id INTEGER PRIMARY KEY REFERENCES chunks(id) ON DELETE CASCADE,
+    n INTEGER NOT NULL,
+    spans BLOB NOT NULL,
+    vectors BLOB NOT NULL
+);
 """
+
+UnitRows = Sequence[tuple[np.ndarray, np.ndarray]]  # per chunk: (spans int32 (n, 2), vectors (n, dim))
+
+
+def pack_units(spans: np.ndarray, vectors: np.ndarray, dim: int) -> tuple[int, bytes, bytes]:
+    """One chunk's units as stored: (n, int32 spans bytes, float16 vectors bytes)."""
+    spans = np.ascontiguousarray(spans, dtype=np.int32).reshape(-1, 2)
+    vectors = np.asarray(vectors, dtype=np.float32).reshape(-1, dim)
+    if len(spans) != len(vectors):
+        raise StoreError(f"{len(spans)} unit spans but {len(vectors)} unit vectors")
+    return len(spans), spans.tobytes(), np.ascontiguousarray(vectors, dtype=np.float16).tobytes()
+
+
+def unpack_units(n: int, spans: bytes, vectors: bytes, dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """(spans int32 (n, 2), unit-length float32 vectors (n, dim)) from stored bytes."""
+    s = np.frombuffer(spans, dtype=np.int32, count=2 * n).reshape(n, 2)
+    v = np.frombuffer(vectors, dtype=np.float16, count=n * dim).reshape(n, dim).astype(np.float32)
+    v /= np.clip(np.linalg.norm(v, axis=1, keepdims=True), 1e-12, None)  # float16 rounding moves the length
+    return s, v
 
 INDEX_TYPES = ("auto", "flat", "hnsw", "hnsw_sq8")
 _READ_FLAGS = faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY
@@ -223,6 +249,7 @@ class IndexStore:
         self.ann_kind = "flat"
         self._added: list[int] = []
         self._removed = False
+        self._has_units_table = False  # chunk_units exists (checked on first use: old indexes lack it)
         if writable:
             self._acquire_lock()
         try:
@@ -316,7 +343,7 @@ class IndexStore:
         if int(meta.get("schema_version", 0)) != SCHEMA_VERSION:
             raise StoreError(f"index at {self.folder} has schema {meta.get('schema_version')}; rebuild it")
         if self.writable:
-            self.db.executescript(_SCHEMA)  # adds tables that older indexes lack (chunk_terms)
+            self.db.executescript(_SCHEMA)  # adds tables that older indexes lack (chunk_terms, chunk_units)
 
     def _meta(self) -> dict[str, str]:
         try:
@@ -494,6 +521,24 @@ class IndexStore:
                 found[chunk_id] = frozenset((_title_terms(title) if title_weight > 0 else []) + body)
         return found
 
+    def unit_vectors(self, ids: Sequence[int]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        """Per chunk id with stored units: (absolute spans int32 (n, 2), float32 vectors (n, dim)).
+        Chunks stored without units (before they existed, or by an embedder without them) are absent."""
+        if not ids:
+            return {}
+        if not self._has_units_table:
+            self._has_units_table = self._has_table("chunk_units")
+            if not self._has_units_table:
+                return {}
+        found: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        for start in range(0, len(ids), 500):
+            part = [int(i) for i in ids[start : start + 500]]
+            marks = ",".join("?" * len(part))
+            for chunk_id, n, spans, vectors in self.db.execute(
+                    f"SELECT chunk_id, n, spans, vectors FROM chunk_units WHERE chunk_id IN ({marks})", part):
+                found[chunk_id] = unpack_units(n, spans, vectors, self.dim)
+        return found
+
     def _has_table(self, name: str) -> bool:
         return self.db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone() is not None
 
@@ -507,8 +552,14 @@ class IndexStore:
             self._in_tx = True
 
     def put_document(self, doc: DocumentRecord, chunks: Iterable[tuple[int, int, int, int, str]],
-                     vectors: np.ndarray) -> None:
-        """Insert or replace one document with its chunks (ord, start, end, n_tokens, text) and vectors."""
+                     vectors: np.ndarray, units: UnitRows | None = None) -> None:
+        """Insert or replace one document with its chunks (ord, start, end, n_tokens, text) and vectors;
+        `units`, one per chunk: (absolute spans int32 (n, 2), vectors (n, dim)), stored as int32 and
+        float16 bytes in `chunk_units` (same transaction; removed with their chunk)."""
+        chunks = list(chunks)
+        if units is not None and len(units) != len(chunks):
+            raise StoreError(f"{doc.source}: {len(chunks)} chunks but units for {len(units)}")
+        packed = [pack_units(spans, unit_vectors, self.dim) for spans, unit_vectors in units] if units is not None else None
         self._begin()
         self._delete_chunks(doc.id)
         self.db.execute("DELETE FROM documents WHERE id = ? OR source = ?", (doc.id, doc.source))
@@ -525,6 +576,9 @@ class IndexStore:
             ids.append(cursor.lastrowid)
             self.db.execute("INSERT INTO chunk_terms(chunk_id, terms) VALUES (?, ?)",
                             (cursor.lastrowid, " ".join(content_terms(text))))
+        if packed is not None:
+            self.db.executemany("INSERT INTO chunk_units(chunk_id, n, spans, vectors) VALUES (?, ?, ?, ?)",
+                                [(chunk_id, *row) for chunk_id, row in zip(ids, packed, strict=True)])
         if len(ids) != len(vectors):
             raise StoreError(f"{doc.source}: {len(ids)} chunks but {len(vectors)} vectors")
         if ids:
