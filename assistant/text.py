@@ -40,6 +40,7 @@ _ABBREVIATIONS = {
     "mr", "mrs", "ms", "dr", "prof", "st", "jr", "sr", "vs", "etc", "e.g", "i.e", "inc", "ltd", "co",
     "no", "fig", "al", "gen", "gov", "sen", "rep", "u.s", "u.k", "jan", "feb", "mar", "apr", "jun",
     "jul", "aug", "sep", "sept", "oct", "nov", "dec", "approx", "dept", "est", "lt", "col", "capt",
+    "op", "vol", "pp", "ch", "ed", "cf", "nos", "ca",
 }
 _OPENERS = "\"'\u201c\u2018([-\u2014\u2013*\u2022"
 
