@@ -43,11 +43,19 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from assistant.index import StoreError
 from assistant.loaders import LOADERS
-from assistant.service import AssistantService, StreamEvent, UploadError
+from assistant.service import (
+    MAX_HISTORY_ITEMS,
+    MAX_OFFSET,
+    MAX_QUESTION_CHARS,
+    MAX_SEARCH_TOP_K,
+    MAX_TOP_K,
+    AssistantService,
+    StreamEvent,
+    UploadError,
+)
 
 log = logging.getLogger("uvicorn.error")  # uvicorn's configured logger: messages show in the server output
 
-MAX_QUESTION_CHARS = 4000
 MAX_FILES_PER_UPLOAD = 100
 MULTIPART_OVERHEAD = 64 * 1024  # part headers and boundaries allowed on top of the upload limit
 MAX_PASSAGE_CHARS = 20_000
@@ -66,6 +74,21 @@ class ServerConfig:
     insecure_no_auth: bool = False  # allow a non-loopback host without a key (trusted networks only)
 
 
+class SafeJSONResponse(JSONResponse):
+    """JSON that always encodes: a string that is not valid Unicode (a lone surrogate) goes out
+    with '?' in its place instead of failing the response (a 500 and a reset connection)."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=False, allow_nan=False, indent=None,
+                          separators=(",", ":")).encode("utf-8", "replace")
+
+
+def printable(value: object, limit: int = 200) -> str:
+    """Text safe to echo in an error: valid UTF-8, at most `limit` characters."""
+    text = str(value).encode("utf-8", "replace").decode("utf-8")
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 class ApiError(Exception):
     """An error answered as JSON `{"error": message}` with `status`."""
 
@@ -78,7 +101,7 @@ class ApiError(Exception):
 
 def error_response(status: int, message: str, headers: dict[str, str] | None = None,
                    extra: dict[str, object] | None = None) -> JSONResponse:
-    return JSONResponse({"error": message, **(extra or {})}, status_code=status, headers=headers)
+    return SafeJSONResponse({"error": message, **(extra or {})}, status_code=status, headers=headers)
 
 
 # -- configuration checks (used by `assistant serve`) -------------------------------------------
@@ -278,8 +301,8 @@ class ServerState:
 class AskBody(BaseModel):
     question: str = Field(..., max_length=MAX_QUESTION_CHARS, description="the question")
     history: list[Annotated[str, Field(max_length=MAX_QUESTION_CHARS)]] = Field(
-        default_factory=list, max_length=50, description="earlier questions of the conversation, oldest first")
-    top_k: int | None = Field(None, ge=1, le=50, description="passages to retrieve (default from settings)")
+        default_factory=list, max_length=MAX_HISTORY_ITEMS, description="earlier questions of the conversation, oldest first")
+    top_k: int | None = Field(None, ge=1, le=MAX_TOP_K, description="passages to retrieve (default from settings)")
     backend: str | None = Field(None, description="answer backend (GET /api/info lists them; default: the first)")
 
 
@@ -288,7 +311,8 @@ class FeedbackBody(BaseModel):
     question: str = Field(..., max_length=MAX_QUESTION_CHARS)
     answer: str = Field("", max_length=100_000)
     comment: str = Field("", max_length=4000)
-    history: list[str] = Field(default_factory=list, max_length=50)
+    history: list[Annotated[str, Field(max_length=MAX_QUESTION_CHARS)]] = Field(default_factory=list,
+                                                                              max_length=MAX_HISTORY_ITEMS)
     citations: list[dict[str, Any]] = Field(default_factory=list, max_length=100)
     abstained: bool = False
 
@@ -316,7 +340,7 @@ def create_app(service: AssistantService, config: ServerConfig) -> FastAPI:
         threading.Thread(target=state.warm_up, name="assistant-warm-up", daemon=True).start()
         yield
 
-    app = FastAPI(title="Document assistant", version="1", lifespan=lifespan,
+    app = FastAPI(title="Document assistant", version="1", lifespan=lifespan, default_response_class=SafeJSONResponse,
                   description="Ask questions about the indexed documents; every claim cites its passage.")
     app.state.assistant = state
     _install_error_handlers(app)
@@ -381,22 +405,27 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = exc.errors()
-        parts = []
-        for err in errors:
-            where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path")) or "body"
-            parts.append(f"{where}: {err.get('msg', 'invalid')}")
+        # Never echo the input back: it may be huge, or not encodable (a lone surrogate).
+        parts, detail = [], []
+        for err in exc.errors()[:20]:
+            loc = [p if isinstance(p, int) else printable(p, 60) for p in err.get("loc", ())]
+            where = ".".join(str(p) for p in loc if p not in ("body", "query", "path")) or "body"
+            msg = printable(err.get("msg", "invalid"))
+            if err.get("type") == "string_unicode":
+                msg = "contains invalid Unicode (a lone surrogate such as \\ud800): send valid UTF-8 text"
+            parts.append(f"{where}: {msg}")
+            detail.append({"type": printable(err.get("type", ""), 60), "loc": loc, "msg": msg})
         message = "invalid request: " + "; ".join(parts) + " (see /docs for the expected fields)"
-        return JSONResponse({"error": message, "detail": jsonable_encoder(errors)}, status_code=422)
+        return SafeJSONResponse({"error": message, "detail": jsonable_encoder(detail)}, status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         if exc.status_code == 404:
-            message = f"no such endpoint: {request.method} {request.url.path} (see /docs)"
+            message = f"no such endpoint: {request.method} {printable(request.url.path)} (see /docs)"
         elif exc.status_code == 405:
-            message = f"{request.method} is not allowed on {request.url.path} (see /docs)"
+            message = f"{request.method} is not allowed on {printable(request.url.path)} (see /docs)"
         else:
-            message = str(exc.detail)
+            message = printable(exc.detail, 1000)
         return error_response(exc.status_code, message, dict(exc.headers or {}))
 
     @app.exception_handler(Exception)
@@ -412,8 +441,8 @@ async def _call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         raise ApiError(exc.status, str(exc)) from exc
     except StoreError as exc:
         raise ApiError(503, f"the index is not available right now: {exc}") from exc
-    except ValueError as exc:
-        raise ApiError(400, str(exc)) from exc
+    except (ValueError, OverflowError) as exc:  # InputError included: what the caller sent is refused
+        raise ApiError(400, printable(exc, 1000)) from exc
 
 
 def _question(body: AskBody) -> str:
@@ -450,7 +479,7 @@ def _api_router(state: ServerState) -> APIRouter:
 
     @router.get("/search", tags=["search"], summary="ranked passages for a query")
     async def search(q: Annotated[str, Query(max_length=MAX_QUESTION_CHARS, description="the query")],
-                     top_k: Annotated[int | None, Query(ge=1, le=100)] = None,
+                     top_k: Annotated[int | None, Query(ge=1, le=MAX_SEARCH_TOP_K)] = None,
                      mode: Annotated[str, Query(description="hybrid, dense or bm25")] = "hybrid") -> dict[str, object]:
         if not q.strip():
             raise ApiError(400, "query is empty: pass ?q=<words to search for>")
@@ -491,8 +520,8 @@ def _api_router(state: ServerState) -> APIRouter:
         return {"id": item_id}
 
     @router.get("/passage", tags=["documents"], summary="characters [start, end) of a document's text")
-    async def passage(doc_id: str, start: Annotated[int, Query(ge=0)],
-                      end: Annotated[int, Query(ge=1)]) -> dict[str, object]:
+    async def passage(doc_id: Annotated[str, Query(max_length=100)], start: Annotated[int, Query(ge=0, le=MAX_OFFSET)],
+                      end: Annotated[int, Query(ge=1, le=MAX_OFFSET)]) -> dict[str, object]:
         if end <= start or end - start > MAX_PASSAGE_CHARS:
             raise ApiError(400, f"end must be after start and at most {MAX_PASSAGE_CHARS} characters further")
         text = await _call(service.document_text, doc_id, start, end)

@@ -25,6 +25,54 @@ from assistant.settings import Settings
 
 UPLOADS = "uploads"  # folder inside the index dir that keeps uploaded files (they are the sources)
 
+# Limits on what a caller may ask, the same for the JSON API, the stream, the Gradio UI and its /ask
+# API: `check_question` applies them in one place (the server's request models use the same numbers).
+MAX_QUESTION_CHARS = 4000
+MAX_HISTORY_ITEMS = 50
+MAX_TOP_K = 50
+MAX_SEARCH_TOP_K = 100
+MAX_OFFSET = 2**62  # character offsets (passages): far past any document, inside SQLite's 64-bit integers
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+class InputError(ValueError):
+    """A question, history or number a caller may not send (answered as 400 with the reason)."""
+
+
+def check_text(value: object, field: str, max_chars: int = MAX_QUESTION_CHARS) -> str:
+    """A string that is valid Unicode (no lone surrogates, no NULs) and at most `max_chars` long."""
+    if not isinstance(value, str):
+        raise InputError(f"{field} must be a string")
+    if len(value) > max_chars:
+        raise InputError(f"{field} is {len(value):,} characters; at most {max_chars:,} are allowed")
+    if _SURROGATE.search(value):
+        raise InputError(f"{field} contains invalid Unicode (a lone surrogate such as \\ud800): send valid UTF-8 text")
+    if "\x00" in value:
+        raise InputError(f"{field} contains a NUL character: send plain text")
+    return value
+
+
+def check_question(question: object, history: object = None, top_k: object = None,
+                   max_top_k: int = MAX_TOP_K, field: str = "question") -> tuple[str, list[str], int | None]:
+    """The one validation of a question, its history and top_k (every entry point calls it)."""
+    text = check_text(question, field)
+    if not text.strip():
+        raise InputError(f'{field} is empty: send a non-empty "{field}" string')
+    items = [] if history is None else history
+    if not isinstance(items, list | tuple):
+        raise InputError("history must be a list of earlier questions")
+    if len(items) > MAX_HISTORY_ITEMS:
+        raise InputError(f"history has {len(items):,} items; at most {MAX_HISTORY_ITEMS} earlier questions are allowed")
+    checked = [check_text(h, f"history[{i}]") for i, h in enumerate(items)]
+    k: int | None = None
+    if top_k is not None:
+        if isinstance(top_k, bool) or not isinstance(top_k, int | float) or top_k != int(top_k):
+            raise InputError(f"top_k must be a whole number from 1 to {max_top_k}")
+        k = int(top_k)
+        if not 1 <= k <= max_top_k:
+            raise InputError(f"top_k must be from 1 to {max_top_k}, not {k}")
+    return text, checked, k
+
 
 class UploadError(ValueError):
     """An upload we refuse before touching the index (bad name, type or size)."""
@@ -73,18 +121,21 @@ class AssistantService:
 
     def ask(self, question: str, history: list[str] | None = None, top_k: int | None = None,
             backend: str | None = None) -> AskResult:
+        question, checked, top_k = check_question(question, history, top_k)
         _check_backend(backend, self.answer_modes())
-        return self.assistant.ask(question, history=history, top_k=top_k, backend=backend)
+        return self.assistant.ask(question, history=checked or history, top_k=top_k, backend=backend)
 
     def ask_stream(self, question: str, history: list[str] | None = None, top_k: int | None = None,
                    backend: str | None = None) -> Iterator[StreamEvent]:
         """Answer text in pieces, then the full result: an LLM backend streams its tokens (the
         final answer is the verified one; `result.revised` says it differs from the draft), the
         extractive answer streams word by word. "status"/"warning" events may come in between."""
+        question, checked, top_k = check_question(question, history, top_k)
         _check_backend(backend, self.answer_modes())
-        yield from self.assistant.ask_events(question, history=history, top_k=top_k, backend=backend)
+        yield from self.assistant.ask_events(question, history=checked or history, top_k=top_k, backend=backend)
 
     def search(self, query: str, top_k: int | None = None, mode: str = "hybrid") -> RetrievalResult:
+        query, _, top_k = check_question(query, None, top_k, max_top_k=MAX_SEARCH_TOP_K, field="query")
         return self.assistant.search(query, top_k=top_k, mode=mode)
 
     def documents(self) -> list[DocumentRecord]:
@@ -93,6 +144,10 @@ class AssistantService:
 
     def document_text(self, doc_id: str, start: int, end: int) -> str | None:
         """Characters [start, end) of a document's text, from its stored chunks (for previews)."""
+        for name, value in (("start", start), ("end", end)):
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_OFFSET:
+                raise InputError(f"{name} must be a character offset from 0 to {MAX_OFFSET}")
+        check_text(doc_id, "doc_id", 100)
         chunks = self.assistant.store.document_chunks(doc_id, start, end)
         if not chunks:
             return None

@@ -21,7 +21,7 @@ from typing import Any
 
 import gradio as gr
 
-from assistant.service import AssistantService, UploadError
+from assistant.service import MAX_HISTORY_ITEMS, AssistantService, UploadError
 from assistant.ui import render
 
 log = logging.getLogger(__name__)
@@ -169,7 +169,7 @@ def build_ui(service: AssistantService) -> gr.Blocks:
         if not question:
             yield gr.skip(), gr.skip(), gr.skip(), gr.skip()
             return
-        history = [t["question"] for t in turns]
+        history = [t["question"] for t in turns][-MAX_HISTORY_ITEMS:]  # the service's limit on history
         turn_id = len(turns)
         chat.append(_message("user", render.render_question(question)))
         chat.append(_message("assistant", render.render_streaming("")))
