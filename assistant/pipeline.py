@@ -18,6 +18,7 @@ from assistant.answer import Citation, ExtractiveAnswerer
 from assistant.condense import condense
 from assistant.embed import Embedder
 from assistant.index import open_store
+from assistant.overview import about_target, answer_about
 from assistant.retrieve import HybridRetriever, Passage, RetrievalResult
 from assistant.settings import Settings
 
@@ -170,7 +171,8 @@ class Assistant:
         timings.update(retrieval.timings)
         t0 = time.perf_counter()
         if generator is None:
-            answer = self.answerer.run(condensed, retrieval.passages, self.retriever.stats)
+            about = answer_about(about_target(condensed.question), self.store, retrieval.passages)
+            answer = about or self.answerer.run(condensed, retrieval.passages, self.retriever.stats)
             timings["answer_ms"] = round((time.perf_counter() - t0) * 1000, 2)
             timings["total_ms"] = round((time.perf_counter() - started) * 1000, 2)
             reason = f"{unavailable}; showing the extractive answer" if unavailable else None
