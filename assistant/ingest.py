@@ -273,6 +273,13 @@ class Ingestor:
         report.results[:0] = notes
         return report
 
+    def ingest_staged(self, files: Sequence[tuple[str, Path]], progress: bool | None = None) -> IngestReport:
+        """Each (source, path): the file at `path` is read and indexed as `source`, the path it will
+        have once moved into place (uploads: staged under a temp name, moved after the commit).
+        One result per file, in order."""
+        return self._run([(source, self._file_item(Path(path))) for source, path in files], progress=progress,
+                         prune=False)
+
     def ingest_texts(self, texts: Iterable[TextItem], progress: bool | None = None) -> IngestReport:
         def item(t: TextItem) -> Callable[[], tuple[str, int, Callable[[], LoadedDocument]]]:
             def facts() -> tuple[str, int, Callable[[], LoadedDocument]]:

@@ -203,6 +203,35 @@ class ApiGuard:
         await self.app(scope, receive, send)
 
 
+class ContainErrors:
+    """An unexpected exception becomes a logged 500 JSON answer, and the connection lives on.
+    (Starlette's own last-resort handler re-raises after answering, so uvicorn closes the
+    connection and the client's next request on it is reset.)"""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watch(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        except Exception as exc:
+            log.exception("request %s %s failed", scope.get("method"), printable(scope.get("path", "")))
+            if started:
+                raise  # too late for a status: the connection has to go
+            await error_response(500, f"internal error ({type(exc).__name__}); see the server log")(scope, receive, send)
+
+
 class SecurityHeaders:
     """`Content-Security-Policy: frame-ancestors ...` on every response that has no CSP of its own
     (the UI, the API, the docs), no X-Frame-Options to contradict it, and nosniff."""
@@ -371,6 +400,7 @@ def create_app(service: AssistantService, config: ServerConfig) -> FastAPI:
 
     # Added last = outermost: CORS answers preflights (which carry no key) and decorates every
     # response, 401s included; gradio sees this CORSMiddleware and leaves CORS to it.
+    app.add_middleware(ContainErrors)
     app.add_middleware(ApiGuard, state=state)
     app.add_middleware(SecurityHeaders, frame_ancestors=config.frame_ancestors)
     app.add_middleware(CORSMiddleware, allow_origins=config.allowed_origins, allow_credentials=False,

@@ -8,12 +8,17 @@ up each committed index generation on their next question.
 
 from __future__ import annotations
 
+import logging
+import os
 import re
+import shutil
+import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from assistant.atomic import atomic_write_bytes
+from assistant.atomic import fsync_dir
 from assistant.embed import Embedder
 from assistant.feedback import FeedbackStore
 from assistant.index import DocumentRecord, open_store, read_manifest
@@ -24,6 +29,10 @@ from assistant.retrieve import RetrievalResult
 from assistant.settings import Settings
 
 UPLOADS = "uploads"  # folder inside the index dir that keeps uploaded files (they are the sources)
+STAGING_PREFIX = ".incoming-"  # uploads/.incoming-*/: an upload's files until its index commit
+STALE_STAGING_SECONDS = 3600  # staging folders older than this are left over from a crash: removed at start
+
+log = logging.getLogger(__name__)
 
 # Limits on what a caller may ask, the same for the JSON API, the stream, the Gradio UI and its /ask
 # API: `check_question` applies them in one place (the server's request models use the same numbers).
@@ -101,6 +110,7 @@ class AssistantService:
         self.feedback = FeedbackStore(self.settings.index_dir / "feedback.sqlite")
         self.write_lock = threading.Lock()
         self.ready = False
+        self._remove_stale_staging()
 
     @property
     def uploads_dir(self) -> Path:
@@ -176,32 +186,50 @@ class AssistantService:
         return name
 
     def ingest_uploads(self, files: list[tuple[str, bytes]]) -> IngestReport:
-        """Save each (name, bytes) under uploads/ and ingest them; a file that fails is removed again.
+        """Index uploaded (name, bytes), all-or-nothing per file on disk as in the index.
 
-        Names are sanitized and validated first; nothing is written when any name is refused.
+        Names are sanitized and validated first; nothing is written when any name is refused. The
+        files are written to a staging folder (uploads/.incoming-*/, same names) and indexed from
+        there under their final paths; only after the index commit is each indexed file moved into
+        uploads/ (an atomic rename over the previous copy). Any failure before that (the index
+        locked by another writer, a file that fails to parse or is over a limit, an error or a
+        crash mid-ingest) leaves uploads/ and the index as they were; the staging folder is removed.
         """
         checked = [(self.check_upload(name, len(data)), data) for name, data in files]
         with self.write_lock:
             self.uploads_dir.mkdir(parents=True, exist_ok=True)
-            saved: list[Path] = []
-            previous: dict[Path, bytes] = {}  # a re-upload that fails puts the indexed version back
-            for name, data in checked:
-                path = self.uploads_dir / name
-                if path.is_file():
-                    previous[path.resolve()] = path.read_bytes()
-                atomic_write_bytes(path, data)
-                saved.append(path)
-            report = self.ingestor.ingest_paths(saved, progress=False)
-            for r in report.failed:
-                failed = Path(r.source)
-                if failed.parent != self.uploads_dir.resolve():
-                    continue
-                if failed in previous:
-                    atomic_write_bytes(failed, previous[failed])
-                elif self.assistant.store.document_by_source(r.source) is None:
-                    failed.unlink(missing_ok=True)
+            staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=self.uploads_dir))
+            try:
+                staged: list[tuple[str, Path]] = []
+                for name, data in checked:
+                    temp = staging / name
+                    temp.write_bytes(data)
+                    staged.append((str((self.uploads_dir / name).resolve()), temp))
+                report = self.ingestor.ingest_staged(staged, progress=False)  # commits, or raises having changed nothing
+                indexed = {r.source for r in report.results if r.status in ("added", "updated", "unchanged")}
+                for source, temp in staged:
+                    if source in indexed:
+                        _fsync_file(temp)
+                        os.replace(temp, source)
+                if indexed:
+                    fsync_dir(self.uploads_dir)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
         self.assistant.retriever.lexical()
         return report
+
+    def _remove_stale_staging(self) -> None:
+        """Staging folders a crashed upload left behind (their files were never indexed)."""
+        if not self.uploads_dir.is_dir():
+            return
+        cutoff = time.time() - STALE_STAGING_SECONDS
+        for folder in self.uploads_dir.glob(STAGING_PREFIX + "*"):
+            try:
+                if folder.is_dir() and folder.stat().st_mtime < cutoff:
+                    shutil.rmtree(folder, ignore_errors=True)
+                    log.info("removed %s, left over from an interrupted upload", folder)
+            except OSError:
+                continue
 
     def remove(self, doc_id: str) -> bool:
         """Remove one document (and its uploaded file, if it was an upload). False when unknown."""
@@ -218,6 +246,11 @@ class AssistantService:
     def close(self) -> None:
         self.assistant.close()
         self.feedback.close()
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb+") as handle:
+        os.fsync(handle.fileno())
 
 
 def _check_backend(backend: str | None, modes: list[str]) -> None:
