@@ -185,16 +185,29 @@ def _names(target: str, passage: Passage) -> bool:
 
 
 def _lead(store: Store, doc_id: str, most: int) -> list[tuple[ChunkRecord, Unit]]:
-    """The document's first non-heading unit, and the next when the first is short (most=2)."""
-    picked: list[tuple[ChunkRecord, Unit]] = []
-    after = -1
+    """The document's first units that can stand as its lead: running text or list items, not a
+    heading, a table row or a lead-in ending in ':' (failing those, any non-heading unit); the
+    second only when the first is short (`most`=2). The units are split from the document's
+    opening (its first chunks put back together), so a code block or table that spans chunks
+    reads as one; each unit is cited in a chunk that holds it whole."""
     for window in (2, LEAD_CHARS):
-        for chunk in store.document_chunks(doc_id, 0, window):
-            for unit in split_units(chunk.text, chunk.start):
-                if unit.start < after or unit.kind == "heading" or not any(ch.isalpha() for ch in unit.shown()):
-                    continue
-                picked.append((chunk, unit))
-                after = unit.end
-                if len(picked) >= most or len(unit.shown().split()) >= LEAD_WORDS:
-                    return picked
-    return picked
+        chunks = store.document_chunks(doc_id, 0, window)
+        opening = ""
+        for chunk in sorted(chunks, key=lambda c: c.start):
+            if chunk.start > len(opening):
+                opening += "\n" * (chunk.start - len(opening))  # a dropped repeated line: a break
+            if chunk.end > len(opening):
+                opening += chunk.text[len(opening) - chunk.start :]
+        held = [(chunk, unit) for unit in split_units(opening, 0) if unit.kind != "heading"
+                and any(ch.isalpha() for ch in unit.shown())
+                for chunk in [next((c for c in chunks if c.start <= unit.start and unit.end <= c.end), None)]
+                if chunk is not None]
+        good = [(c, u) for c, u in held if u.kind in ("sentence", "list_item") and not u.shown().endswith(":")]
+        last = window == LEAD_CHARS
+        picked = (good or held if last else good)[:most]
+        if picked and len(picked[0][1].shown().split()) >= LEAD_WORDS:
+            picked = picked[:1]  # a long first unit is lead enough
+            return picked
+        if len(picked) >= most or last:
+            return picked
+    return []

@@ -162,11 +162,13 @@ def _fence_closes(line: str, opener: tuple[str, int]) -> bool:
     return m is not None and m.group(2) is None and m.group(1)[0] == opener[0] and len(m.group(1)) >= opener[1]
 
 
-def _starts_in_code(fences: list[tuple[str, int, bool]]) -> bool:
+def _starts_in_code(fences: list[tuple[str, int, bool]], prose: list[int]) -> bool:
     """Does the chunk begin inside a code block (its opening fence in an earlier chunk)?
 
     Only an opening fence can carry an info string (```python): choose the reading in which
-    more fences with one open a block; a tie reads the chunk as starting outside code."""
+    more fences with one open a block. On a tie, the reading in which more lines outside code
+    look like prose or Markdown (`prose[k]`: such lines before fence k, the last entry after the
+    last fence); a tie again reads the chunk as starting outside code."""
 
     def score(inside: bool) -> int:
         opener = (fences[0][0], 3) if inside else None
@@ -181,7 +183,15 @@ def _starts_in_code(fences: list[tuple[str, int, bool]]) -> bool:
                 points -= 1  # an info string inside code: this reading is unlikely
         return points
 
-    return not fences[0][2] and score(True) > score(False)
+    if fences[0][2]:
+        return False
+    inside, outside = score(True), score(False)
+    if inside != outside:
+        return inside > outside
+    return sum(prose[1::2]) > sum(prose[0::2])
+
+
+_PROSE_LINE = re.compile(r"[ \t]*(?:#{1,6} |\||[-*+] |\d{1,3}[.)] |>)|.*[.!?\u2026][\"')\]\u201d\u2019]*[ \t]*$")
 
 
 @lru_cache(maxsize=4096)
@@ -193,12 +203,16 @@ def split_units(text: str, offset: int = 0) -> tuple[Unit, ...]:
     """
     lines = _lines(text)
     fences: list[tuple[str, int, bool]] = []
+    prose = [0]  # lines that look like prose or Markdown, between fences
     if "```" in text or "~~~" in text:
         for s, e in lines:
             m = _FENCE.match(text, s, e)
             if m is not None:
                 fences.append((m.group(1)[0], len(m.group(1)), m.group(2) is not None))
-    code: tuple[str, int] | None = (fences[0][0], 3) if fences and _starts_in_code(fences) else None
+                prose.append(0)
+            elif _PROSE_LINE.match(text, s, e):
+                prose[-1] += 1
+    code: tuple[str, int] | None = (fences[0][0], 3) if fences and _starts_in_code(fences, prose) else None
 
     seq: list[_Sentence | Unit | None] = []  # None: a skipped block (code, break) that ends running text
     headings: list[tuple[int, str]] = []  # (level, display) of the enclosing headings
