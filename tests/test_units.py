@@ -124,6 +124,9 @@ def test_code_blocks_breaks_and_a_chunk_that_starts_inside_code() -> None:
     unclosed = "Before it.\n\n```\nnever closed\n"
     assert [u.text for u in units_of(unclosed)] == ["Before it."]
     assert [u.text for u in units_of("Use ```code``` inline.")] == ["Use ```code``` inline."]
+    # Only bare fences: the reading that leaves more prose-like lines outside code wins.
+    diagram = "a \u2500\u25ba b   (c, d,\n  (e)    f\n```\n\n| x | y |\n|---|---|\n| 1 | 2 |\n\nA sentence.\n"
+    assert [u.shown() for u in units_of(diagram, 70)] == ["x: 1; y: 2", "A sentence."]
 
 
 def _old_split(text: str, offset: int = 0) -> list[tuple[int, int, str]]:
