@@ -607,9 +607,12 @@ async def _sse(events: Iterator[StreamEvent], first: StreamEvent | None) -> Asyn
 
 async def _read_uploads(request: Request, state: ServerState) -> list[tuple[str, bytes]]:
     """Read multipart files while checking them: a refused name or type stops reading at that
-    part's headers, a size over the limit stops at that byte. Nothing is stored here."""
+    part's headers, a size over the limit stops at that byte; a body that ends before its closing
+    boundary (truncated, or a Content-Length shorter than the body) is refused whole. Nothing is
+    stored here."""
     from python_multipart.exceptions import MultipartParseError
     from python_multipart.multipart import MultipartParser, parse_options_header
+    from starlette.requests import ClientDisconnect
 
     kind, params = parse_options_header(request.headers.get("content-type", ""))
     if kind != b"multipart/form-data":
@@ -622,6 +625,7 @@ async def _read_uploads(request: Request, state: ServerState) -> list[tuple[str,
     files: list[tuple[str, bytearray]] = []
     part: dict[str, Any] = {}
     names: set[str] = set()
+    complete: dict[str, bool] = {"parts": True, "body": False}
 
     def on_part_begin() -> None:
         part.clear()
@@ -650,6 +654,13 @@ async def _read_uploads(request: Request, state: ServerState) -> list[tuple[str,
         names.add(name)
         part["data"] = bytearray()
         files.append((raw, part["data"]))
+        complete["parts"] = False  # until this part's closing boundary
+
+    def on_part_end() -> None:
+        complete["parts"] = True
+
+    def on_end() -> None:
+        complete["body"] = True
 
     def on_part_data(data: bytes, start: int, end: int) -> None:
         if part.get("data") is not None:
@@ -660,6 +671,7 @@ async def _read_uploads(request: Request, state: ServerState) -> list[tuple[str,
     parser = MultipartParser(boundary, {  # type: ignore[arg-type]
         "on_part_begin": on_part_begin, "on_header_field": on_header_field, "on_header_value": on_header_value,
         "on_header_end": on_header_end, "on_headers_finished": on_headers_finished, "on_part_data": on_part_data,
+        "on_part_end": on_part_end, "on_end": on_end,
     })
     total = 0
     try:
@@ -672,7 +684,14 @@ async def _read_uploads(request: Request, state: ServerState) -> list[tuple[str,
     except UploadError as exc:
         raise ApiError(exc.status, str(exc)) from exc
     except MultipartParseError as exc:
-        raise ApiError(400, f"the multipart/form-data body is malformed: {exc}") from exc
+        raise ApiError(400, f"the multipart/form-data body is malformed: {printable(exc)}") from exc
+    except ClientDisconnect as exc:
+        raise ApiError(400, "the upload was cut off before its end (the client disconnected); nothing was "
+                            "stored: send it again") from exc
+    if not (complete["body"] and complete["parts"]):
+        where = f" in {files[-1][0]!r}" if files and not complete["parts"] else ""
+        raise ApiError(400, f"the multipart/form-data body ends before its closing boundary{where} (truncated, or a "
+                            "Content-Length shorter than the body); nothing was stored: send the whole upload again")
     if not files:
         raise ApiError(400, "no files in the upload: send one or more files in multipart fields named 'files' "
                             f"(accepted file types: {accepted_types()})")

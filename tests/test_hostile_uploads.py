@@ -190,3 +190,56 @@ def test_a_crashed_uploads_staging_folder_is_removed_at_start(env: Env, embedder
         assert fresh.exists()  # another writer's upload in progress is left alone
     finally:
         fresh.rmdir()
+
+
+# -- problem 6: truncated or mis-sized multipart bodies ------------------------------------------
+
+
+def _raw_post(url: str, body: bytes, content_length: int, boundary: str) -> tuple[int, bytes]:
+    """POST /api/documents over a plain socket with the Content-Length we choose; (status, body)."""
+    import socket
+
+    host, port = url.removeprefix("http://").split(":")
+    head = (f"POST /api/documents HTTP/1.1\r\nHost: {host}\r\nContent-Type: multipart/form-data; boundary={boundary}\r\n"
+            f"Content-Length: {content_length}\r\n\r\n").encode()
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(head + body)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            piece = sock.recv(65536)
+            if not piece:
+                break
+            data += piece
+        headers, _, rest = data.partition(b"\r\n\r\n")
+        length = next((int(line.split(b":", 1)[1]) for line in headers.split(b"\r\n")
+                       if line.lower().startswith(b"content-length:")), 0)
+        while len(rest) < length:
+            piece = sock.recv(65536)
+            if not piece:
+                break
+            rest += piece
+    return int(headers.split(b" ", 2)[1]), rest[:length]
+
+
+def test_truncated_or_mis_sized_multipart_is_refused_and_changes_nothing(env: Env, client: httpx.Client) -> None:
+    disk, index = env.disk(), env.index()
+    b = "hostileboundary12"
+    part = (f"--{b}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"notes.txt\"\r\n"
+            "Content-Type: text/plain\r\n\r\n").encode() + V2
+    whole = part + f"\r\n--{b}--\r\n".encode()
+    cases = {
+        "no closing boundary": (part, len(part)),
+        "part closed, body not": (part + f"\r\n--{b}\r\n".encode(), len(part) + len(b) + 6),
+        "Content-Length shorter than the body": (whole, len(whole) - 40),
+    }
+    for what, (body, length) in cases.items():
+        status, answer = _raw_post(env.url, body, length, b)
+        assert status == 400, (what, status, answer)
+        assert b"closing boundary" in answer and b"nothing was stored" in answer, (what, answer)
+        _assert_unchanged(env, disk, index)
+    status, answer = _raw_post(env.url, whole, len(whole), b)  # the same upload, whole: accepted
+    assert status == 200 and b'"updated"' in answer, answer
+    assert (env.uploads / "notes.txt").read_bytes() == V2
+    back = whole.replace(V2, V1)
+    status, answer = _raw_post(env.url, back, len(back), b)  # back to V1 for the other tests
+    assert status == 200, answer
