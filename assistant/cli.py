@@ -189,10 +189,18 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from assistant.ingest import Ingestor
+    from assistant.ingest import IngestInterrupted, Ingestor
 
     settings = _settings(args, chunk_tokens=args.chunk_tokens, chunk_overlap=args.chunk_overlap)
-    report = Ingestor(settings).ingest_paths(args.paths, prune=args.prune, progress=False if args.no_progress else None)
+    try:
+        report = Ingestor(settings).ingest_paths(args.paths, prune=args.prune,
+                                                 progress=False if args.no_progress else None)
+    except IngestInterrupted as exc:  # Ctrl-C: the store is closed uncommitted and its lock released
+        print(exc.message(), file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        # Exit now: a normal exit would wait for the encode thread's current step (seconds of
+        # model time whose vectors nothing keeps); the index on disk is already as it was.
+        os._exit(130)
     if args.json:
         print(json.dumps({"results": [r.__dict__ for r in report.results], "embedded_chunks": report.embedded_chunks,
                           "seconds": round(report.seconds, 2)}, indent=2))

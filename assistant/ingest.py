@@ -64,6 +64,36 @@ class IngestReport:
         return "\n".join(lines)
 
 
+class IngestInterrupted(KeyboardInterrupt):
+    """Ctrl-C during an ingest: queued work is cancelled and nothing after the last commit is kept.
+    `before` is the first file whose changes were not committed (None: the ingest had not started)."""
+
+    def __init__(self, before: str | None) -> None:
+        super().__init__(before or "")
+        self.before = before
+
+    def message(self) -> str:
+        where = f"before {self.before}" if self.before else "before this ingest"
+        return f"interrupted; the index is as it was {where}"
+
+
+class _Cancelled(Exception):
+    """Raised in the encode thread at its next step once the ingest is interrupted."""
+
+
+class _CancellableBar:
+    """The chunks progress bar, as the encode thread sees it: its update() after each encode step
+    raises once the ingest is cancelled, so a long batch stops at the next step, not at its end."""
+
+    def __init__(self, bar: tqdm, cancelled: threading.Event) -> None:
+        self._bar, self._cancelled = bar, cancelled
+
+    def update(self, n: int = 1) -> None:
+        if self._cancelled.is_set():
+            raise _Cancelled
+        self._bar.update(n)
+
+
 @dataclass
 class TextItem:
     """A document given as text rather than a file (benchmarks, API uploads)."""
@@ -342,11 +372,14 @@ class Ingestor:
             loader_thread = threading.Thread(target=self._prepare_all, args=(items, known, chunker, feed),
                                              name="ingest-load", daemon=True)
             encoder = ThreadPoolExecutor(1, thread_name_prefix="ingest-encode")
-            batches = _EncodePipeline(self, store, report, encoder, chunks_bar)
+            cancelled = threading.Event()
+            batches = _EncodePipeline(self, store, report, encoder, _CancellableBar(chunks_bar, cancelled))  # type: ignore[arg-type]
+            first_uncommitted: str | None = None  # Ctrl-C: the index is as it was before this file
             try:
                 loader_thread.start()
                 for _ in range(len(items)):
                     prep = feed.get()
+                    first_uncommitted = first_uncommitted or prep.source
                     files_bar.set_postfix_str(Path(prep.source).name[-40:], refresh=False)
                     result = FileResult(prep.source, "failed", prep.reason or "")
                     report.results.append(result)
@@ -364,15 +397,20 @@ class Ingestor:
                     if uncommitted >= self.settings.checkpoint_chunks:
                         store.commit()
                         uncommitted = 0
+                        inflight = batches._inflight  # submitted (encoding), not yet written: not committed
+                        first_uncommitted = inflight[1][0].record.source if inflight and inflight[1] else None
                 uncommitted += batches.submit(pending)
                 uncommitted += batches.drain()
                 loader_thread.join()  # it has handed on every item
                 if prune:
                     self._prune(store, report)
                 store.commit()
+            except KeyboardInterrupt as exc:
+                cancelled.set()  # the encode thread stops at its next step; the store closes uncommitted
+                raise IngestInterrupted(first_uncommitted or (items[0][0] if items else None)) from exc
             finally:
                 feed.close()
-                encoder.shutdown(wait=True, cancel_futures=True)
+                encoder.shutdown(wait=not cancelled.is_set(), cancel_futures=True)
                 files_bar.close()
                 chunks_bar.close()
         report.seconds = time.perf_counter() - started
