@@ -122,6 +122,8 @@ def _detect_text_encoding(path: Path) -> str:
     if size == 0:
         raise LoadError("empty file: there is no text to index")
     decoder = codecs.getincrementaldecoder("utf-8")()
+    limits = current_limits()
+    chars = 0  # counted during this pass, so a text over the limit is refused before it is chunked
     with open(path, "rb") as handle:
         first = True
         try:
@@ -132,7 +134,9 @@ def _detect_text_encoding(path: Path) -> str:
                         "convert it to .txt/.md/.html/.pdf/.docx or remove it"
                     )
                 first = False
-                decoder.decode(block)
+                chars += len(decoder.decode(block))
+                if chars > limits.text_chars:
+                    raise LoadError(too_much_text(limits))
             decoder.decode(b"", final=True)
             return "utf-8-sig"
         except UnicodeDecodeError:
@@ -142,6 +146,8 @@ def _detect_text_encoding(path: Path) -> str:
     encoding = _guess_encoding(sample)
     if encoding is None:
         raise LoadError("undecodable bytes: not UTF-8 and no text encoding fits; re-save the file as UTF-8")
+    if size > (4 if "32" in encoding else 2 if "16" in encoding else 1) * limits.text_chars:
+        raise LoadError(too_much_text(limits))
     return encoding
 
 
