@@ -361,9 +361,15 @@ def _check_html(raw: bytes, limits: Limits) -> None:
     """An HTML page is parsed whole: bound its text and its tags (the parsed tree's size) first."""
     if len(raw) > 4 * limits.text_chars:
         raise LoadError(too_much_text(limits))
-    tags = len(_TAG.findall(raw))
+    if raw.count(b"<") <= limits.html_elements:
+        return  # fewer '<' than the limit: fewer tags too
+    tags = 0
+    for _ in _TAG.finditer(raw):  # counted one match at a time, stopping past the limit
+        tags += 1
+        if tags > limits.html_elements:
+            break
     if tags > limits.html_elements:
-        raise LoadError(f"has {tags:,} HTML tags, more than the {limits.html_elements:,} allowed: refused "
+        raise LoadError(f"has more than {limits.html_elements:,} HTML tags: refused "
                         "(ASSISTANT_MAX_HTML_ELEMENTS; split the page, or raise the limit if it is genuine)")
 
 
@@ -419,7 +425,9 @@ def load_pdf(path: Path) -> LoadedDocument:
     except LoadError:
         raise
     except LimitReachedError as exc:
-        raise LoadError(too_expanded(limits, f"a PDF stream ({exc})")) from exc
+        cap = caps["zlib_maximum_output_length"]
+        raise LoadError(f"a PDF stream expands to more than {cap / MB:.0f} MB: refused (pypdf's cap per stream, "
+                        "lowered to ASSISTANT_MAX_EXPANDED_MB when that is lower; a compression bomb?)") from exc
     except MemoryError as exc:
         raise LoadError(too_expanded(limits, "the PDF")) from exc
     except (PdfReadError, ValueError, KeyError, TypeError, OSError, AttributeError) as exc:
