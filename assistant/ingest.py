@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import sys
 import threading
 import time
+import unicodedata
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -56,12 +58,32 @@ class IngestReport:
         return [r for r in self.results if r.status == "failed"]
 
     def summary(self) -> str:
+        """Counts, then one line per failed or skipped path and per added file with a note (names
+        escaped: a newline or a terminal control character in a file name cannot forge a line)."""
         counts = ", ".join(f"{self.count(s)} {s}" for s in STATUSES)
         lines = [f"{counts}; {self.embedded_chunks} chunks embedded in {self.seconds:.1f} s"]
         for r in self.results:
-            if r.status in ("failed", "skipped"):
-                lines.append(f"  {r.status}: {r.source}: {r.reason}")
+            if r.status in ("failed", "skipped") or (r.reason and r.status in ("added", "updated")):
+                lines.append(f"  {r.status}: {printable_name(r.source)}: {printable_name(r.reason)}")
         return "\n".join(lines)
+
+
+def printable_name(text: str) -> str:
+    """`text` safe to print on one terminal line: control and format characters (newline, ESC,
+    bidi overrides ...) as escapes like \\n, \\x1b, \\u202e; a file-name byte that is not UTF-8
+    (a surrogate escape from the file system) as \\xe9; everything else as it is."""
+    if text.isprintable():
+        return text
+    out = []
+    for ch in text:
+        code = ord(ch)
+        if 0xDC80 <= code <= 0xDCFF:  # os.fsdecode's escape of an undecodable byte
+            out.append(f"\\x{code - 0xDC00:02x}")
+        elif ch.isprintable() or unicodedata.category(ch) == "Zs":  # spaces (no-break too) stay
+            out.append(ch)
+        else:
+            out.append(repr(ch)[1:-1] if code < 0x80 else f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}")
+    return "".join(out)
 
 
 class IngestInterrupted(KeyboardInterrupt):
@@ -121,14 +143,15 @@ class _Prepared:
     loader: Callable[[], LoadedDocument] | None = None
     title: str = ""
     chunks: list[Chunk] | None = None
+    note: str = ""  # the loader's remark for the report (e.g. a PDF read with an empty password)
 
 
-def _load_chunks(loader: Callable[[], LoadedDocument], chunker: Chunker) -> tuple[str, list[Chunk]]:
+def _load_chunks(loader: Callable[[], LoadedDocument], chunker: Chunker) -> tuple[str, list[Chunk], str]:
     loaded = loader()
     chunks = list(chunker.chunks(loaded.segments))
     if not chunks:
         raise LoadError("no text to index after cleaning")
-    return loaded.title, chunks
+    return loaded.title, chunks, loaded.note
 
 
 class _Feed:
@@ -238,28 +261,102 @@ def document_id(source: str) -> str:
     return "d" + hashlib.sha1(source.encode("utf-8")).hexdigest()[:15]
 
 
+def _unreadable(exc: OSError) -> str:
+    return exc.strerror or type(exc).__name__
+
+
+def _bad_name(path: Path) -> FileResult | None:
+    """A path that is not valid UTF-8 (bytes of another encoding in a file name) cannot be stored
+    or shown as a source: a failure that says so, instead of a UnicodeEncodeError later."""
+    try:
+        str(path).encode("utf-8")
+        return None
+    except UnicodeEncodeError:
+        bad = next((f"byte 0x{ord(c) - 0xDC00:02x}" for c in str(path) if 0xDC80 <= ord(c) <= 0xDCFF), "a surrogate")
+        return FileResult(str(path), "failed",
+                          f"the name is not valid UTF-8 ({bad}): rename it in UTF-8 "
+                          "(for example `convmv -f latin1 -t utf-8 --notest NAME`)")
+
+
+def _walk(root: Path, files: list[Path], notes: list[FileResult]) -> None:
+    """Supported files under the folder `root` (hidden entries skipped, symlinked folders not
+    walked); a folder or entry that cannot be read is a failure naming it, never a silent gap."""
+    found: list[Path] = []
+    seen: set[tuple[int, int]] = set()
+    stack = [root]
+    while stack:
+        folder = stack.pop()
+        try:
+            info = folder.stat()
+            if (info.st_dev, info.st_ino) in seen:
+                continue  # a symlink loop or a folder reached twice
+            seen.add((info.st_dev, info.st_ino))
+            with os.scandir(folder) as scan:
+                entries = list(scan)
+        except OSError as exc:
+            notes.append(FileResult(str(folder), "failed", f"cannot read this folder ({_unreadable(exc)}): nothing "
+                                    "under it was ingested; check its permissions"))
+            continue
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            child = folder / entry.name
+            try:
+                is_dir = entry.is_dir(follow_symlinks=False)  # symlinked folders are not walked (as rglob)
+                is_file = not is_dir and entry.is_file()
+            except OSError as exc:
+                notes.append(FileResult(str(child), "failed", f"cannot read it ({_unreadable(exc)}); check its permissions"))
+                continue
+            if is_dir:
+                if (problem := _bad_name(child)) is not None:
+                    notes.append(problem)
+                else:
+                    stack.append(child)
+            elif is_file:
+                found.append(child)
+    for child in sorted(found):
+        _add_file(child, files, notes)
+
+
+def _add_file(path: Path, files: list[Path], notes: list[FileResult]) -> None:
+    try:
+        resolved = path.resolve()
+    except OSError as exc:
+        notes.append(FileResult(str(path), "failed", f"cannot read it ({_unreadable(exc)}); check its permissions"))
+        return
+    if not is_supported(path):
+        notes.append(FileResult(str(resolved), "skipped", f"unsupported type {path.suffix or '(none)'}"))
+    elif (problem := _bad_name(resolved)) is not None:
+        notes.append(problem)
+    else:
+        files.append(resolved)
+
+
 def collect_files(paths: Iterable[Path | str]) -> tuple[list[Path], list[FileResult]]:
-    """Supported files under the paths (folders recurse, hidden entries skipped), plus skip/fail notes."""
+    """Supported files under the paths (folders recurse, hidden entries skipped), plus skip/fail notes:
+    a path or folder that cannot be read (permissions) is a failure that names it."""
     files: list[Path] = []
     notes: list[FileResult] = []
     for raw in paths:
         path = Path(raw).expanduser()
-        if path.is_dir():
-            for child in sorted(path.rglob("*")):
-                rel = child.relative_to(path)
-                if any(part.startswith(".") for part in rel.parts) or not child.is_file():
-                    continue
-                if is_supported(child):
-                    files.append(child.resolve())
-                else:
-                    notes.append(FileResult(str(child.resolve()), "skipped", f"unsupported type {child.suffix or '(none)'}"))
-        elif path.is_file():
-            if is_supported(path):
-                files.append(path.resolve())
-            else:
-                notes.append(FileResult(str(path.resolve()), "skipped", f"unsupported type {path.suffix or '(none)'}"))
-        else:
+        try:
+            mode = path.stat().st_mode
+        except FileNotFoundError:
             notes.append(FileResult(str(path), "failed", "no such file or folder"))
+            continue
+        except NotADirectoryError:
+            notes.append(FileResult(str(path), "failed", "no such file or folder (a part of the path is a file)"))
+            continue
+        except OSError as exc:  # e.g. PermissionError: a folder on the way is not searchable
+            notes.append(FileResult(str(path), "failed", f"cannot read it ({_unreadable(exc)}): a folder on its path "
+                                    "may not be readable; check the permissions"))
+            continue
+        if stat.S_ISDIR(mode):
+            _walk(path, files, notes)
+        elif stat.S_ISREG(mode):
+            _add_file(path, files, notes)
+        else:
+            notes.append(FileResult(str(path), "skipped", "not a regular file or folder"))
     unique = list(dict.fromkeys(files))
     return unique, notes
 
@@ -426,7 +523,7 @@ class Ingestor:
                 try:
                     prep.digest, prep.size, prep.loader = facts()
                     if known.get(source) != prep.digest:  # looks new or changed: load and chunk now
-                        prep.title, prep.chunks = _load_chunks(prep.loader, chunker)
+                        prep.title, prep.chunks, prep.note = _load_chunks(prep.loader, chunker)
                 except LoadError as exc:
                     prep.reason = str(exc)
                 except (OSError, MemoryError, ValueError, RuntimeError) as exc:
@@ -446,11 +543,12 @@ class Ingestor:
             result.status, result.chunks = "unchanged", existing.n_chunks
             return
         if prep.chunks is None:  # the loader's hint said unchanged (e.g. a source given twice)
-            prep.title, prep.chunks = _load_chunks(prep.loader, chunker)
+            prep.title, prep.chunks, prep.note = _load_chunks(prep.loader, chunker)
         record = DocumentRecord(result.doc_id, prep.source, prep.title, prep.digest, prep.size,
                                 len(prep.chunks), time.time())
         result.status = "updated" if existing else "added"
         result.chunks = len(prep.chunks)
+        result.reason = prep.note
         pending.append(_Pending(record, prep.chunks, result))
 
     def _check_dim(self, store: Store) -> None:

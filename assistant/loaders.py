@@ -95,6 +95,7 @@ def too_expanded(limits: Limits, what: str = "") -> str:
 class LoadedDocument:
     title: str
     segments: Iterable[str]  # concatenated, the document text that chunk offsets point into
+    note: str = ""  # something the per-file report should say although the file was read
 
 
 def content_hash(path: Path) -> str:
@@ -129,10 +130,15 @@ def _detect_text_encoding(path: Path) -> str:
         try:
             while block := handle.read(BLOCK):
                 if first and b"\x00" in block[:8192] and not block.startswith((b"\xff\xfe", b"\xfe\xff")):
-                    raise LoadError(
-                        "binary content (NUL bytes) in a text file: it is not text; "
-                        "convert it to .txt/.md/.html/.pdf/.docx or remove it"
-                    )
+                    wide = _bomless_wide_encoding(block)  # UTF-16/32 text without a BOM has NUL bytes too
+                    if wide is None:
+                        raise LoadError(
+                            "binary content (NUL bytes) in a text file: it is not text; "
+                            "convert it to .txt/.md/.html/.pdf/.docx or remove it"
+                        )
+                    if size > (4 if "32" in wide else 2) * limits.text_chars:
+                        raise LoadError(too_much_text(limits))
+                    return wide
                 first = False
                 chars += len(decoder.decode(block))
                 if chars > limits.text_chars:
@@ -149,6 +155,26 @@ def _detect_text_encoding(path: Path) -> str:
     if size > (4 if "32" in encoding else 2 if "16" in encoding else 1) * limits.text_chars:
         raise LoadError(too_much_text(limits))
     return encoding
+
+
+def _bomless_wide_encoding(head: bytes) -> str | None:
+    """UTF-32 or UTF-16 (big or little endian) when the file's start plainly is such text without
+    a byte-order mark: it decodes strictly, holds no NUL character, nearly all of it is printable
+    and a tenth or more is ASCII/Latin-1 (where its NUL bytes come from). Binary data decodes to
+    NULs, control characters, broken surrogates or scattered code points instead."""
+    sample = head[:65536]
+    for encoding, unit in (("utf-32-be", 4), ("utf-32-le", 4), ("utf-16-be", 2), ("utf-16-le", 2)):
+        try:  # incremental, not final: the sample may end inside a character
+            text = codecs.getincrementaldecoder(encoding)().decode(sample[: len(sample) - len(sample) % unit])
+        except UnicodeDecodeError:
+            continue
+        if len(text) < 16 or "\x00" in text:  # too short to tell text from data
+            continue
+        printable = sum(1 for ch in text if ch.isprintable() or ch in "\t\n\r\f")
+        latin = sum(1 for ch in text if ord(ch) < 0x100)  # the NUL bytes: ASCII/Latin-1 characters
+        if printable >= 0.98 * len(text) and latin >= 0.1 * len(text):
+            return encoding
+    return None
 
 
 def _guess_encoding(raw: bytes) -> str | None:
@@ -404,6 +430,7 @@ def load_pdf(path: Path) -> LoadedDocument:
     try:
         with pypdf.apply_configuration(**caps):
             reader = PdfReader(path)
+            note = ""
             if reader.is_encrypted:
                 try:
                     unlocked = bool(reader.decrypt(""))
@@ -414,6 +441,7 @@ def load_pdf(path: Path) -> LoadedDocument:
                         "encrypted PDF: it needs a password; save a decrypted copy (e.g. `qpdf --decrypt`) "
                         "and ingest that"
                     )
+                note = "encrypted with an empty password: read anyway"
             pages = []
             for page in reader.pages:  # counted page by page: a text bomb stops at the limit
                 budget.check_time()
@@ -437,7 +465,7 @@ def load_pdf(path: Path) -> LoadedDocument:
     text = "\n\n".join(p.strip() for p in pages)
     if not text.strip():
         raise LoadError("PDF has no extractable text (scanned images?); run OCR on it first")
-    return LoadedDocument(title=meta_title.strip() or _title_from_text(text, path.stem), segments=[text])
+    return LoadedDocument(title=meta_title.strip() or _title_from_text(text, path.stem), segments=[text], note=note)
 
 
 # -- DOCX ---------------------------------------------------------------------------------

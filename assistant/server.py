@@ -181,7 +181,9 @@ def check_origins(values: list[str]) -> list[str]:
 
 class ApiGuard:
     """For /api paths, before any body is read: the API key (401), readiness (503), and the
-    announced body size (413; uploads have their own limit)."""
+    announced body size (413; uploads have their own limit). A trailing slash is dropped, so
+    `/api/documents/` is the route `/api/documents` (a JSON answer, 405 for DELETE), never a
+    307 redirect."""
 
     def __init__(self, app: ASGIApp, state: ServerState) -> None:
         self.app = app
@@ -200,6 +202,10 @@ class ApiGuard:
         if problem is not None:
             await problem(scope, receive, send)
             return
+        if len(path) > len("/api/") and path.endswith("/"):
+            scope = {**scope, "path": path.rstrip("/")}
+            if isinstance(scope.get("raw_path"), bytes):
+                scope["raw_path"] = scope["raw_path"].rstrip(b"/")
         await self.app(scope, receive, send)
 
 
@@ -454,6 +460,8 @@ def _install_error_handlers(app: FastAPI) -> None:
             message = f"no such endpoint: {request.method} {printable(request.url.path)} (see /docs)"
         elif exc.status_code == 405:
             message = f"{request.method} is not allowed on {printable(request.url.path)} (see /docs)"
+            if request.method == "DELETE" and request.url.path.rstrip("/") == "/api/documents":
+                message += "; remove one document with DELETE /api/documents/{doc_id} (GET /api/documents lists the ids)"
         else:
             message = printable(exc.detail, 1000)
         return error_response(exc.status_code, message, dict(exc.headers or {}))

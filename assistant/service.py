@@ -91,11 +91,23 @@ class UploadError(ValueError):
         self.status = status
 
 
+MAX_NAME_BYTES = 180  # an upload's stored name, in UTF-8 bytes (file systems allow 255)
+
+
 def safe_filename(name: str) -> str:
-    """The last path component with anything but letters, digits, '.', '-', '_' and spaces replaced."""
+    """The last path component with anything but letters, digits, '.', '-', '_' and spaces replaced,
+    shortened to MAX_NAME_BYTES of UTF-8 by cutting the stem: the extension (what the type check
+    reads) is kept."""
     base = re.split(r"[\\/]", name or "")[-1].strip().lstrip(".")
-    base = re.sub(r"[^\w.\- ]", "_", base)[:180]
-    if not base or base in {".", ".."}:
+    base = re.sub(r"[^\w.\- ]", "_", base)
+    if len(base.encode("utf-8")) > MAX_NAME_BYTES:
+        stem, dot, suffix = base.rpartition(".")
+        if not dot or not stem or len(suffix) > 16:  # no extension worth keeping
+            stem, suffix = base, ""
+        tail = (dot + suffix) if suffix else ""
+        room = MAX_NAME_BYTES - len(tail.encode("utf-8"))
+        base = stem.encode("utf-8")[:room].decode("utf-8", "ignore").rstrip(" .") + tail
+    if not base or base in {".", ".."} or base.startswith("."):
         raise UploadError("the upload has no usable file name")
     return base
 
