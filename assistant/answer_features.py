@@ -33,7 +33,8 @@ FEATURES: tuple[str, ...] = (
     "missing_idf", "novelty", "novel_terms", "length", "list_item", "table_row", "unit_position",
     "doc_lead", "doc_position", "context_share", "same_doc_as_top", "question_terms",
     *TYPE_FEATURES,
-    "type_match", "novel_number", "novel_date", "novel_name", "reason_word", "quote",
+    "type_match", "novel_number", "novel_date", "novel_name", "reason_word", "quote", "reporting_verb",
+    "fuzzy_share", "share_rank", "share_gap", "after_best_share", "before_best_share", "best_share_type_match",
 )
 
 _DIGITS = re.compile(r"\d")
@@ -43,7 +44,8 @@ _DATE = re.compile(r"\b(1[0-9]{3}|20[0-9]{2})s?\b|\b(" + "|".join(english.MONTHS
 _DURATION = re.compile(r"\b(\d[\d,.]*|" + "|".join(english.NUMBER_WORDS) + r")[\s-]+(" + "|".join(english.TIME_UNITS)
                        + r")\b", re.I)
 _REASON = re.compile(r"\b(" + "|".join(english.REASON_WORDS) + r")\b", re.I)
-_QUOTE = re.compile(r"[\"\u201c\u201d]")
+_QUOTE = re.compile(r"[\"\u201c\u201d\u2018]|(?<!\w)'|\u2019(?!\w)")
+_REPORTING = re.compile(r"\b(" + "|".join(english.REPORTING_VERBS) + r")\b", re.I)
 _WORD = re.compile(r"[\w'\u2019-]+")
 
 
@@ -78,6 +80,15 @@ def _names(text: str) -> set[str]:
         if word[:1].isupper() and word.lower() not in english.FUNCTION_WORDS and (i > 0 or not word.istitle()):
             out.add(word.lower())
     return out
+
+
+def _variant_in(term: str, terms: set[str]) -> bool:
+    """A spelling or inflection variant of a long term: same stem but for the last two letters
+    (names transliterated two ways, stems the stemmer leaves apart)."""
+    if len(term) < 5:
+        return False
+    key = term[:-2] if len(term) >= 7 else term[:-1]
+    return any(len(t) >= 5 and abs(len(t) - len(term)) <= 2 and t.startswith(key) for t in terms)
 
 
 @dataclass(frozen=True)
@@ -175,9 +186,14 @@ def features(question: str, context_terms: list[str], query_vector: np.ndarray,
         row[col["novel_date"]] = novel_date
         row[col["novel_name"]] = novel_name
         row[col["reason_word"]] = reason
-        row[col["quote"]] = bool(_QUOTE.search(text))
+        quote = bool(_QUOTE.search(text))
+        reporting = bool(_REPORTING.search(text))
+        row[col["quote"]] = quote
+        row[col["reporting_verb"]] = reporting
+        fuzzy = [t for t in q.terms if t not in tset and _variant_in(t, tset)]
+        row[col["fuzzy_share"]] = (sum(q.idf[t] for t in own) + sum(q.idf[t] for t in fuzzy)) / q.total_idf
         match = {"person": novel_name, "place": novel_name, "date": novel_date, "number": novel_number,
-                 "duration": bool(_DURATION.search(text)), "reason": reason,
+                 "duration": bool(_DURATION.search(text)), "reason": reason, "speech": quote or reporting,
                  "entity": novel_name or novel_number or bool(novel), "other": bool(novel)}[q.kind]
         row[col["type_match"]] = match
     cos_order = np.argsort(-cos, kind="stable")
@@ -188,7 +204,7 @@ def features(question: str, context_terms: list[str], query_vector: np.ndarray,
     bm_rank[bm_order] = np.arange(n, dtype=np.float32)
     share = out[:, col["idf_share"]].copy()
     passage_of = np.array([c.rank for c in candidates])
-    for i, cand in enumerate(candidates):
+    for i in range(n):
         same = passage_of == passage_of[i]
         if i > 0 and same[i - 1]:
             out[i, col["prev_share"]] = share[i - 1]
@@ -196,6 +212,17 @@ def features(question: str, context_terms: list[str], query_vector: np.ndarray,
             out[i, col["next_share"]] = share[i + 1]
         out[i, col["passage_best_share"]] = share[same].max()
         out[i, col["cos_passage_gap"]] = cos[i] - cos[same].max()
+    share_order = np.argsort(-share, kind="stable")
+    share_rank = np.empty(n, dtype=np.float32)
+    share_rank[share_order] = np.arange(n, dtype=np.float32)
+    best = int(share_order[0])
+    out[:, col["share_rank"]] = 1.0 / (1.0 + share_rank)
+    out[:, col["share_gap"]] = share - share.max()
+    if best + 1 < n and passage_of[best + 1] == passage_of[best]:
+        out[best + 1, col["after_best_share"]] = 1.0
+    if best > 0 and passage_of[best - 1] == passage_of[best]:
+        out[best - 1, col["before_best_share"]] = 1.0
+    out[:, col["best_share_type_match"]] = out[best, col["type_match"]]
     out[:, col["cos"]] = cos
     out[:, col["cos_gap"]] = cos - cos.max()
     out[:, col["cos_rank"]] = 1.0 / (1.0 + cos_rank)

@@ -241,8 +241,10 @@ def cmd_documents(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"stats": stats, "documents": [d.__dict__ for d in docs]}, indent=2))
         return 0
-    for d in docs:
-        print(f"{d.id}  {d.n_chunks:>5} chunks  {d.title[:60]:<60}  {d.source}")
+    from assistant.ingest import printable_name
+
+    for d in docs:  # names and titles escaped: a newline or a control character cannot forge a line
+        print(f"{d.id}  {d.n_chunks:>5} chunks  {printable_name(d.title)[:60]:<60}  {printable_name(d.source)}")
     print(f"{stats['documents']} documents, {stats['chunks']} chunks, model {stats['model']}, index {stats['store']}")
     return 0
 
@@ -345,7 +347,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     calibrating = args.calibrate
     with _open(args, **({"abstain_threshold": 0.0} if calibrating else {})) as assistant:
         report = ev.evaluate(assistant, items, top_k=args.top_k, problems=problems)
-        configured = _settings(args).abstain_threshold
+        from assistant.answer import make_answerer
+
+        configured = make_answerer(_settings(args)).abstain_threshold
         verifier = ev.calibrate_verifier(assistant, items, top_k=args.top_k) if args.calibrate_verifier else None
     if calibrating:
         report.settings["configured_abstain_threshold"] = configured

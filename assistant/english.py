@@ -11,11 +11,14 @@ from __future__ import annotations
 import re
 
 # Answer types a question can ask for (the answerer's answer-type features, in this order).
-ANSWER_TYPES = ("person", "date", "place", "number", "duration", "reason", "entity", "other")
+ANSWER_TYPES = ("person", "date", "place", "number", "duration", "reason", "speech", "entity", "other")
 
 # (pattern on the lower-cased question, answer type): the first match wins.
 QUESTION_TYPES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
     (re.compile(pattern), kind) for pattern, kind in (
+        (r"\bwhat (did|does|do|has|have|had|will|would) .+ (say|said|tell|told|write|call|describe|think|claim|"
+         r"argue|announce|mean)\b|\bhow (did|does|do|has|have) .+ (describe|call|respond|react|reply|characteri[sz]e)\b",
+         "speech"),
         (r"\bhow (long|many (years|months|weeks|days|hours|minutes))\b", "duration"),
         (r"\bhow (many|much)\b|\bwhat (number|percentage|percent|share|amount|proportion|fraction)\b", "number"),
         (r"\bhow (old|big|large|tall|high|far|fast|heavy|wide|deep)\b", "number"),
@@ -39,6 +42,12 @@ NUMBER_WORDS = ("one", "two", "three", "four", "five", "six", "seven", "eight", 
                 "first", "second", "third", "several")
 TIME_UNITS = ("year", "years", "month", "months", "week", "weeks", "day", "days", "hour", "hours",
               "minute", "minutes", "second", "seconds", "decade", "decades", "century", "centuries")
+# Reporting verbs (inflected forms): what someone "said" is answered by what they "described" or "warned".
+REPORTING_VERBS = ("said", "says", "say", "told", "tells", "wrote", "writes", "called", "calls", "described",
+                   "describes", "labelled", "labeled", "stated", "states", "responded", "replied", "added",
+                   "insisted", "warned", "claimed", "claims", "argued", "argues", "announced", "declared",
+                   "accused", "dismissed", "noted", "explained", "asserted", "denied", "urged", "branded",
+                   "characterised", "characterized", "dubbed", "termed", "according")
 REASON_WORDS = ("because", "due", "since", "so", "order", "caused", "cause", "result", "reason", "led", "thanks")
 
 # Sentence-initial words that are capitalised only because they start a sentence or a clause.

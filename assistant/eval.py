@@ -528,7 +528,7 @@ def evaluate(assistant: Assistant, items: list[GoldenItem], top_k: int | None = 
             result = next(e.result for e in events if e.kind == "final" and e.result is not None)
         results.append(score_item(item, result, (time.perf_counter() - started) * 1000))
     s = assistant.settings
-    settings = {"abstain_threshold": s.abstain_threshold, "top_k": top_k or s.top_k, "model": s.model, "backend": name}
+    settings = {"abstain_threshold": assistant.answerer.abstain_threshold, "top_k": top_k or s.top_k, "model": s.model, "backend": name}
     if name != "extractive":
         settings.update(llm_model=s.llm_model, verify_threshold=s.verify_threshold,
                         unsupported_policy=s.unsupported_policy, fallback=s.fallback,

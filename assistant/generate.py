@@ -21,8 +21,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import jinja2
+import numpy as np
 
-from assistant.answer import NO_ANSWER, Citation, ExtractiveAnswer, ExtractiveAnswerer
+from assistant.answer import NO_ANSWER, Answerer, Citation, ExtractiveAnswer
 from assistant.condense import Condensed, condense, needs_context
 from assistant.llm import CallStats, ChatBackend, LLMError
 from assistant.prompting import ContextPack, Prompts, answer_messages
@@ -64,7 +65,7 @@ class GenerativeAnswerer:
     """One LLM backend wired to prompts, the verifier and the extractive fallback."""
 
     def __init__(self, name: str, backend: ChatBackend, settings: Settings, verifier: Verifier,
-                 extractive: ExtractiveAnswerer, prompts: Prompts | None = None) -> None:
+                 extractive: Answerer, prompts: Prompts | None = None) -> None:
         if settings.unsupported_policy not in ("mark", "remove"):
             raise ValueError(f"unsupported_policy must be 'mark' or 'remove', not {settings.unsupported_policy!r}")
         if settings.fallback not in ("extractive", "abstain"):
@@ -102,12 +103,13 @@ class GenerativeAnswerer:
     # -- answers ------------------------------------------------------------------------------
 
     def run(self, condensed: Condensed, passages: list[Passage], stats: CorpusStats,
-            stream: bool = True) -> Generator[Event, None, Generated]:
+            stream: bool = True, query_vector: np.ndarray | None = None) -> Generator[Event, None, Generated]:
         s = self.settings
-        extractive = self.extractive.run(condensed, passages, stats)
+        extractive = self.extractive.run(condensed, passages, stats, query_vector)
         if s.llm_gate and extractive.abstained:
-            return from_extractive(extractive, f"retrieval confidence {extractive.confidence:.3f} is below the "
-                                               f"abstain threshold {s.abstain_threshold}: the {self.name} model was not asked")
+            return from_extractive(extractive, f"answer confidence {extractive.confidence:.3f} is below the "
+                                               f"abstain threshold {self.extractive.abstain_threshold:.3f}: "
+                                               f"the {self.name} model was not asked")
         question = condensed.standalone
         context_tokens = s.llm_context_tokens
         warnings: list[str] = []

@@ -14,7 +14,7 @@ from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from assistant.answer import Citation, ExtractiveAnswerer
+from assistant.answer import Citation, make_answerer
 from assistant.condense import condense
 from assistant.embed import Embedder
 from assistant.index import open_store
@@ -97,7 +97,7 @@ class Assistant:
         self.embedder = embedder or Embedder(self.settings.model, self.settings.embed_backend)
         self.store = open_store(self.settings, self.embedder.name, self.embedder.dim)
         self.retriever = HybridRetriever(self.store, self.embedder, self.settings)
-        self.answerer = ExtractiveAnswerer(self.settings.abstain_threshold, self.settings.max_answer_sentences)
+        self.answerer = make_answerer(self.settings, self.store, self.embedder)
         self._generators: dict[str, GenerativeAnswerer] = {}
         self._generators_lock = threading.Lock()
 
@@ -172,7 +172,8 @@ class Assistant:
         t0 = time.perf_counter()
         if generator is None:
             about = answer_about(about_target(condensed.question), self.store, retrieval.passages)
-            answer = about or self.answerer.run(condensed, retrieval.passages, self.retriever.stats)
+            answer = about or self.answerer.run(condensed, retrieval.passages, self.retriever.stats,
+                                                retrieval.query_vector)
             timings["answer_ms"] = round((time.perf_counter() - t0) * 1000, 2)
             timings["total_ms"] = round((time.perf_counter() - started) * 1000, 2)
             reason = f"{unavailable}; showing the extractive answer" if unavailable else None
@@ -184,7 +185,8 @@ class Assistant:
                     yield StreamEvent("token", piece)
             yield StreamEvent("final", result=result)
             return
-        generated = yield from _relay(generator.run(condensed, retrieval.passages, self.retriever.stats, stream))
+        generated = yield from _relay(generator.run(condensed, retrieval.passages, self.retriever.stats, stream,
+                                                    retrieval.query_vector))
         timings.update(generated.timings)
         timings["answer_ms"] = round((time.perf_counter() - t0) * 1000, 2)
         timings["total_ms"] = round((time.perf_counter() - started) * 1000, 2)

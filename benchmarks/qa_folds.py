@@ -47,16 +47,17 @@ def file_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def load_articles(path: Path = SQUAD, max_articles: int | None = None,
-                  max_questions: int | None = None) -> list[Article]:
-    """Articles of a SQuAD v1/v2 JSON file, each with its questions (at most max_questions each)."""
+def load_articles(path: Path = SQUAD, max_articles: int | None = None, max_questions: int | None = None,
+                  max_paragraphs: int | None = None) -> list[Article]:
+    """Articles of a SQuAD v1/v2 JSON file, each with its questions (at most max_questions each;
+    the first max_paragraphs paragraphs of each article: a small slice for tests)."""
     data = json.loads(path.read_text(encoding="utf-8"))["data"]
     articles = []
     for raw in data[:max_articles]:
         title = raw["title"].replace("_", " ")
-        paragraphs = [p["context"].strip() for p in raw["paragraphs"]]
-        article = Article(title, "\n\n".join(paragraphs))
-        for p in raw["paragraphs"]:
+        kept = raw["paragraphs"][:max_paragraphs]
+        article = Article(title, "\n\n".join(p["context"].strip() for p in kept))
+        for p in kept:
             for qa in p["qas"]:
                 answers = list(dict.fromkeys(a["text"] for a in qa.get("answers", [])))
                 article.questions.append(Question(qa["id"], title, qa["question"].strip(), answers,

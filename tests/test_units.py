@@ -229,8 +229,9 @@ def test_project_docs_split_sensibly() -> None:
     assert settings.display.startswith("part: settings; where: assistant/settings.py; job: every knob")
     assert not any(u.text.startswith(("|---", "file \u2500", "```")) for u in arch)  # diagram is code: skipped
     readme = units_of((ROOT / "README.md").read_text(encoding="utf-8"))
-    item = next(u for u in readme if u.kind == "list_item" and u.shown().startswith("Settings (environment"))
-    assert "CHUNK_TOKENS (160)" in item.shown() and item.context == "Use"
+    row = next(u for u in readme if u.kind == "table_row" and "CHUNK_TOKENS" in u.text)
+    assert row.shown() == "setting: CHUNK_TOKENS; default: 160; meaning: the chunk size, in cl100k tokens"
+    assert row.context == "setting | default | meaning"
     assert not any(u.shown().startswith(("make run", ".venv/bin/assistant ingest")) for u in readme)
     assert {u.display for u in by_kind(readme, "heading")} >= {"doc-assistant", "Use", "Development"}
     for path in sorted((ROOT / "docs").glob("*.md")):
