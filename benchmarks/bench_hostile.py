@@ -22,20 +22,21 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
 import zipfile
-import zlib
 from collections.abc import Callable
 from pathlib import Path
 
 import bench_common  # noqa: F401  (offline switches, sys.path)
 import httpx
-from bench_common import PROJECT_ROOT, log
+from bench_common import PROJECT_ROOT, free_port, log, stop_server, wait_until_healthy
+
+sys.path.append(str(PROJECT_ROOT / "tests"))  # the one-page PDF builder of the tests (tests/support.py)
+from support import one_page_pdf  # noqa: E402
 
 W = b"http://schemas.openxmlformats.org/wordprocessingml/2006/main"
 MB = 1024 * 1024
@@ -98,23 +99,9 @@ def make_files(folder: Path, write: bool = True) -> dict[str, Path]:
     files["docx: 120 MB of text (62 MB)"] = _docx(folder / "text-heavy.docx", text_paragraphs, level=1)
 
     content = (b"BT /F1 12 Tf 10 10 Td (" + b"a" * 200 + b") Tj ET\n") * (1024 * MB // 224)
-    data = zlib.compress(content, 9)
+    pdf = one_page_pdf(content, flate=True, media_box="0 0 200 200")
     del content
-    objects = [b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-               b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 200 200] /Contents 4 0 R "
-               b"/Resources << /Font << /F1 5 0 R >> >> >>",
-               b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(data) + data + b"\nendstream",
-               b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"]
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for i, body in enumerate(objects, 1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % i + body + b"\nendobj\n"
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % off for off in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
-    (folder / "bomb-stream.pdf").write_bytes(bytes(out))
+    (folder / "bomb-stream.pdf").write_bytes(pdf)
     files["pdf: one stream inflating to 1 GB"] = folder / "bomb-stream.pdf"
 
     with open(folder / "tags.html", "wb") as handle:
@@ -176,12 +163,6 @@ def peak_mb(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return float("nan")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def truncated_multipart(url: str) -> tuple[int, str]:
@@ -252,15 +233,8 @@ def main() -> int:
                                    "--host", "127.0.0.1", "--port", str(port)], stdout=server_log,
                                   stderr=subprocess.STDOUT, env=env, cwd=PROJECT_ROOT)
         try:
-            deadline = time.monotonic() + 300
-            while True:
-                try:
-                    if httpx.get(url + "/healthz", timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                assert server.poll() is None and time.monotonic() < deadline, (work / "server.log").read_text()[-3000:]
-                time.sleep(0.5)
+            ready = wait_until_healthy(url, server, timeout=300, interval=0.5)
+            assert ready, (work / "server.log").read_text()[-3000:]
             client = httpx.Client(base_url=url, timeout=600)
             limit = client.get("/api/info").json()["max_upload_mb"] * 1e6
 
@@ -307,11 +281,7 @@ def main() -> int:
                 client.get("/api/passage", params={"doc_id": "x", "start": 10**19, "end": 10**19 + 1})))
             api_case("upload: truncated multipart", lambda: truncated_multipart(url))
         finally:
-            server.send_signal(signal.SIGINT)
-            try:
-                server.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                server.kill()
+            stop_server(server)
             server_log.close()
     finally:
         if not args.keep and args.work is None:

@@ -26,8 +26,6 @@ import asyncio
 import json
 import os
 import random
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -36,7 +34,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench_common import PROJECT_ROOT, SHARED, log  # noqa: E402  (first: offline switches, project on sys.path)
+from bench_common import (  # noqa: E402  (first: offline switches, project on sys.path)
+    PROJECT_ROOT,
+    SHARED,
+    free_port,
+    log,
+    stop_server,
+    wait_until_healthy,
+)
 
 DEFAULT_CORPUS = SHARED / "corpus" / "news"
 DEFAULT_GOLDEN = SHARED / "golden" / "news_golden.jsonl"
@@ -52,12 +57,6 @@ def percentile(values: list[float], q: float) -> float:
     low = int(rank)
     high = min(low + 1, len(ordered) - 1)
     return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def questions_for(golden: Path | None, titles: list[str]) -> list[dict[str, Any]]:
@@ -189,17 +188,9 @@ def main() -> int:
                                    "--host", "127.0.0.1", "--port", str(port)],
                                   stdout=out, stderr=subprocess.STDOUT, env=env, cwd=PROJECT_ROOT)
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                if httpx.get(base_url + "/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                log("the server did not become ready:\n" + server_log.read_text()[-3000:])
-                return 1
-            time.sleep(0.2)
+        if not wait_until_healthy(base_url, server, timeout=180, interval=0.2):
+            log("the server did not become ready:\n" + server_log.read_text()[-3000:])
+            return 1
         listing = httpx.get(base_url + "/api/documents", timeout=30).json()
         stats = listing["stats"]
         golden = args.golden or (DEFAULT_GOLDEN if args.corpus.resolve() == DEFAULT_CORPUS.resolve() else None)
@@ -216,11 +207,7 @@ def main() -> int:
         client_cpu = time.process_time() - client_cpu0
         load1 = os.getloadavg()[0]
     finally:
-        server.send_signal(signal.SIGINT)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop_server(server)
 
     ok = len(results.latencies)
     errors = sum(results.errors.values())

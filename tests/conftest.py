@@ -25,7 +25,7 @@ if "ASSISTANT_ONNX_CACHE" not in os.environ:
     atexit.register(shutil.rmtree, os.environ["ASSISTANT_ONNX_CACHE"], ignore_errors=True)
 
 # Imported only after the offline switches above.
-from support import shared_embedder  # noqa: E402
+from support import one_page_pdf, shared_embedder  # noqa: E402
 
 from assistant.embed import Embedder  # noqa: E402
 from assistant.index import IndexStore  # noqa: E402
@@ -101,25 +101,7 @@ def _pdf_with_text(lines: list[str]) -> bytes:
         return s.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
 
     ops = ["BT", "/F1 12 Tf", "14 TL", "72 720 Td", *(f"({escape(line)}) Tj T*" for line in lines), "ET"]
-    stream = "\n".join(ops).encode("latin-1")
-    objects = [
-        b"<< /Type /Catalog /Pages 2 0 R >>",
-        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
-        b"/Resources << /Font << /F1 5 0 R >> >> >>",
-        b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream",
-        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
-    ]
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(objects, 1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
-    return bytes(out)
+    return one_page_pdf("\n".join(ops).encode("latin-1"))
 
 
 def _encrypted_pdf(path: Path) -> Path:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import zlib
 from functools import lru_cache
 from pathlib import Path
 
@@ -87,3 +88,31 @@ def fresh_postgres_url() -> str:
     name = f"t{os.getpid()}_{next(_databases)}"
     server.psql(f"CREATE DATABASE {name};")
     return server.get_uri(name)
+
+
+def one_page_pdf(content: bytes, *, flate: bool = False, media_box: str = "0 0 612 792") -> bytes:
+    """A minimal valid one-page PDF (no PDF library needed) whose page draws the content stream
+    `content` with Helvetica as /F1; with `flate`, the stream is stored FlateDecode-compressed.
+    Also used by benchmarks/bench_hostile.py, so it needs nothing but the standard library."""
+    if flate:
+        content, stream_dict = zlib.compress(content, 9), b"<< /Length %d /Filter /FlateDecode >>"
+    else:
+        stream_dict = b"<< /Length %d >>"
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [%s] /Contents 4 0 R " % media_box.encode("ascii")
+        + b"/Resources << /Font << /F1 5 0 R >> >> >>",
+        stream_dict % len(content) + b"\nstream\n" + content + b"\nendstream",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(objects, 1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    return bytes(out)

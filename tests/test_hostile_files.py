@@ -13,11 +13,11 @@ from __future__ import annotations
 import io
 import time
 import zipfile
-import zlib
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from support import one_page_pdf
 
 from assistant import loaders
 from assistant.embed import Embedder
@@ -143,26 +143,7 @@ def test_streaming_docx_text_matches_python_docx(tmp_path: Path) -> None:
 
 def _pdf_with_stream(content: bytes) -> bytes:
     """A one-page PDF whose content stream is `content`, FlateDecode-compressed."""
-    data = zlib.compress(content, 9)
-    objects = [
-        b"<< /Type /Catalog /Pages 2 0 R >>",
-        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 200 200] /Contents 4 0 R "
-        b"/Resources << /Font << /F1 5 0 R >> >> >>",
-        b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(data) + data + b"\nendstream",
-        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
-    ]
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for i, body in enumerate(objects, 1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % i + body + b"\nendobj\n"
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    for off in offsets:
-        out += b"%010d 00000 n \n" % off
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
-    return bytes(out)
+    return one_page_pdf(content, flate=True, media_box="0 0 200 200")
 
 
 def test_pdf_stream_over_the_decompressed_size_is_refused(tmp_path: Path) -> None:

@@ -60,15 +60,28 @@ def _deny(monkeypatch: pytest.MonkeyPatch, folder: Path, *, stat: bool = False) 
         monkeypatch.setattr(os, "stat", fake_stat)
 
 
+def _folder(path: Path, files: dict[str, str]) -> Path:
+    """`path`, made, holding `files` (name: text)."""
+    path.mkdir(parents=True)
+    for name, text in files.items():
+        (path / name).write_text(text)
+    return path
+
+
+def _failed_ingest(cli: list[str], capsys: pytest.CaptureFixture[str], *paths: Path) -> str:
+    """`assistant ingest paths`, which must exit 1 (something failed); what it printed."""
+    assert main([*cli, "ingest", *map(str, paths), "--no-progress"]) == 1
+    return capsys.readouterr().out
+
+
 # -- 7: unreadable folders and files --------------------------------------------------------------
 
 
 def test_an_unreadable_folder_is_named_in_the_summary_and_the_exit_is_1(
         tmp_path: Path, cli: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     docs = tmp_path / "docs"
-    (docs / "locked").mkdir(parents=True)
+    _folder(docs / "locked", {"inner.txt": "Text nobody can read.\n"})
     (docs / "harbour.txt").write_text(TEXT)
-    (docs / "locked" / "inner.txt").write_text("Text nobody can read.\n")
     _deny(monkeypatch, docs / "locked")
 
     files, notes = collect_files([docs])
@@ -76,24 +89,20 @@ def test_an_unreadable_folder_is_named_in_the_summary_and_the_exit_is_1(
     assert [(n.source, n.status) for n in notes] == [(str(docs / "locked"), "failed")]
     assert "cannot read this folder (Permission denied)" in notes[0].reason
 
-    assert main([*cli, "ingest", str(docs), "--no-progress"]) == 1  # was: 0, and nothing said
-    out = capsys.readouterr().out
+    out = _failed_ingest(cli, capsys, docs)  # was: exit 0, and nothing said
     assert "1 added" in out and "1 failed" in out
     assert f"failed: {docs / 'locked'}: cannot read this folder (Permission denied)" in out
 
 
 def test_a_file_under_an_unsearchable_folder_is_a_failure_not_a_traceback(
         tmp_path: Path, cli: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    locked = tmp_path / "dir"
-    locked.mkdir()
-    (locked / "inner.txt").write_text(TEXT)
+    locked = _folder(tmp_path / "dir", {"inner.txt": TEXT})
     good = tmp_path / "good.txt"
     good.write_text(TEXT)
     _deny(monkeypatch, locked, stat=True)
 
     # was: PermissionError raised out of collect_files (a traceback from the CLI)
-    assert main([*cli, "ingest", str(locked / "inner.txt"), str(good), "--no-progress"]) == 1
-    out = capsys.readouterr().out
+    out = _failed_ingest(cli, capsys, locked / "inner.txt", good)
     assert "1 added" in out and "1 failed" in out
     assert f"failed: {locked / 'inner.txt'}: cannot read it (Permission denied)" in out
 
@@ -103,17 +112,14 @@ def test_a_file_under_an_unsearchable_folder_is_a_failure_not_a_traceback(
 
 def test_a_file_name_that_is_not_utf8_is_a_clear_failure(
         tmp_path: Path, cli: list[str], capsys: pytest.CaptureFixture[str]) -> None:
-    docs = tmp_path / "docs"
-    docs.mkdir()
-    (docs / "harbour.txt").write_text(TEXT)
+    docs = _folder(tmp_path / "docs", {"harbour.txt": TEXT})
     latin1 = docs / os.fsdecode(b"caf\xe9.txt")  # a Latin-1 name, as an old archive leaves it
     try:
         latin1.write_text("Caf\u00e9 notes about the pier and the harbour.\n")
     except (OSError, UnicodeEncodeError):
         pytest.skip("this file system does not take non-UTF-8 names")
 
-    assert main([*cli, "ingest", str(docs), "--no-progress"]) == 1
-    out = capsys.readouterr().out
+    out = _failed_ingest(cli, capsys, docs)
     assert "UnicodeEncodeError" not in out  # was: failed: ...: UnicodeEncodeError: 'utf-8' codec can't encode ...
     assert "1 added" in out and "1 failed" in out
     assert f"failed: {docs}/caf\\xe9.txt: the name is not valid UTF-8 (byte 0xe9): rename it" in out
@@ -121,14 +127,13 @@ def test_a_file_name_that_is_not_utf8_is_a_clear_failure(
 
 def test_control_characters_in_names_are_escaped_in_documents_and_summaries(
         tmp_path: Path, cli: list[str], capsys: pytest.CaptureFixture[str]) -> None:
-    docs = tmp_path / "docs"
-    docs.mkdir()
-    (docs / "new\nline.txt").write_text(TEXT)
-    (docs / "empty\x1b[2J.txt").write_text("")  # fails: empty, and its name would clear the screen
-    (docs / "title.txt").write_text("Fake title \x1b[31m in red\x07\n" + TEXT)
+    docs = _folder(tmp_path / "docs", {
+        "new\nline.txt": TEXT,
+        "empty\x1b[2J.txt": "",  # fails: empty, and its name would clear the screen
+        "title.txt": "Fake title \x1b[31m in red\x07\n" + TEXT,
+    })
 
-    assert main([*cli, "ingest", str(docs), "--no-progress"]) == 1
-    out = capsys.readouterr().out
+    out = _failed_ingest(cli, capsys, docs)
     assert "\x1b" not in out
     assert f"failed: {docs}/empty\\x1b[2J.txt: empty file" in out
 
