@@ -24,6 +24,22 @@ def shared_embedder():  # type: ignore[no-untyped-def]
     return embedder
 
 
+def assistant_over(tmp_path_factory: pytest.TempPathFactory, docs: dict[str, str], **settings: object):  # type: ignore[no-untyped-def]
+    """An Assistant over `docs` (file name -> text) written to a folder and ingested into a fresh
+    index with the real model; `settings` override the defaults. The caller closes it."""
+    from assistant.ingest import Ingestor
+    from assistant.pipeline import Assistant
+    from assistant.settings import Settings
+
+    root = tmp_path_factory.mktemp("corpus")
+    for name, text in docs.items():
+        (root / name).write_text(text, encoding="utf-8")
+    config = Settings(index_dir=tmp_path_factory.mktemp("index")).override(**settings)
+    report = Ingestor(config, shared_embedder()).ingest_paths([root], progress=False)
+    assert report.count("added") == len(docs), report.summary()
+    return Assistant(config, shared_embedder())
+
+
 def shared_path(*parts: str) -> Path:
     path = SHARED.joinpath(*parts)
     if not path.exists():

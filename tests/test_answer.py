@@ -5,11 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from support import shared_embedder
+from support import assistant_over
 
-from assistant.ingest import Ingestor
 from assistant.pipeline import Assistant
-from assistant.settings import Settings
 
 DOCS = {
     "volcano.md": (
@@ -28,13 +26,7 @@ DOCS = {
 
 @pytest.fixture(scope="module")
 def assistant(tmp_path_factory: pytest.TempPathFactory) -> Assistant:
-    root = tmp_path_factory.mktemp("corpus")
-    for name, text in DOCS.items():
-        (root / name).write_text(text, encoding="utf-8")
-    settings = Settings(index_dir=tmp_path_factory.mktemp("index"))
-    report = Ingestor(settings, shared_embedder()).ingest_paths([root], progress=False)
-    assert report.count("added") == 2, report.summary()
-    bot = Assistant(settings, shared_embedder())
+    bot = assistant_over(tmp_path_factory, DOCS)
     yield bot
     bot.close()
 

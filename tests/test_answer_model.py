@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from support import shared_embedder
+from support import assistant_over
 
 from assistant.answer_features import FEATURES
 from assistant.answer_model import (
@@ -19,9 +19,7 @@ from assistant.answer_model import (
     export_hist_gbm,
     load_model,
 )
-from assistant.ingest import Ingestor
 from assistant.pipeline import Assistant
-from assistant.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 SQUAD = ROOT.parent / "shared" / "qa" / "squad2-train" / "squad2-train-10-articles.json"
@@ -80,13 +78,7 @@ DOCS = {
 
 @pytest.fixture(scope="module")
 def assistant(tmp_path_factory: pytest.TempPathFactory) -> Assistant:
-    root = tmp_path_factory.mktemp("docs")
-    for name, text in DOCS.items():
-        (root / name).write_text(text, encoding="utf-8")
-    settings = Settings(index_dir=tmp_path_factory.mktemp("index"), answerer="learned")
-    report = Ingestor(settings, shared_embedder()).ingest_paths([root], progress=False)
-    assert report.count("added") == 2, report.summary()
-    bot = Assistant(settings, shared_embedder())
+    bot = assistant_over(tmp_path_factory, DOCS, answerer="learned")
     yield bot
     bot.close()
 
