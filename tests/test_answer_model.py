@@ -123,3 +123,20 @@ def test_training_script_runs_end_to_end_on_a_slice(tmp_path: Path) -> None:
     assert model.features == FEATURES
     assert model.meta["max_articles"] == 4 and model.meta["rows"] > 0
     assert "answerable_accuracy" in json.loads(run.stdout)["held_out"]
+
+
+def test_an_index_without_stored_unit_vectors_answers_the_same(assistant: Assistant) -> None:
+    """Indexes built before unit vectors existed: the answerer pools them from the chunk itself."""
+    question = "In what year did the mountain's most recent explosion happen?"
+    stored = assistant.ask(question)
+    db = assistant.store.db  # type: ignore[attr-defined]
+    saved = db.execute("SELECT chunk_id, n, spans, vectors FROM chunk_units").fetchall()
+    db.execute("DELETE FROM chunk_units")
+    try:
+        ids = [p.chunk_id for p in stored.passages]
+        assert assistant.store.unit_vectors(ids) == {}
+        pooled = assistant.ask(question)
+    finally:
+        db.executemany("INSERT INTO chunk_units(chunk_id, n, spans, vectors) VALUES (?,?,?,?)", saved)
+    assert pooled.answer == stored.answer
+    assert abs(pooled.confidence - stored.confidence) < 0.02
