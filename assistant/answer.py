@@ -139,10 +139,7 @@ class ExtractiveAnswerer:
 
     def run(self, condensed: Condensed, passages: list[Passage], stats: CorpusStats,
             query_vector: np.ndarray | None = None) -> ExtractiveAnswer:
-        scored = self.score(condensed, passages, stats, query_vector)
-        if _unresolved_reference(condensed):
-            scored.confidence = 0.0
-        return self.decide(scored)
+        return self.decide(self.score(condensed, passages, stats, query_vector))
 
     def decide(self, scored: Scored) -> ExtractiveAnswer:
         """Answer with the best unit(s), or abstain below the threshold."""
@@ -172,9 +169,9 @@ class ExtractiveAnswerer:
         return ExtractiveAnswer(" ".join(parts), False, citations, confidence, ranked)
 
 
-def _unresolved_reference(condensed: Condensed) -> bool:
+def unresolved_reference(condensed: Condensed) -> bool:
     """"Who wrote this?" with no conversation before it: the question names nothing but a word
-    pointing back, so no passage can be known to answer it."""
+    pointing back, so no passage can be known to answer it (both answerers abstain)."""
     return (condensed.standalone == condensed.question and needs_context(condensed.question)
             and len(content_terms(condensed.question)) <= 1)
 

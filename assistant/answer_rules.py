@@ -107,7 +107,7 @@ class RuleAnswerer:
                 if not own_terms:
                     continue  # shares no word with the question: context alone is not an answer
                 near_terms = [t for t in q_terms if t not in own_terms and _has(context, t)]
-                # A name mentioned just before a unit that opens with "He ..." or "The Ukrainian
+                # A name mentioned just before a unit that opens with "He ..." or "The Polish
                 # leader ..." is most likely what the unit talks about: full credit, else half.
                 refers = _REFERS_BACK.match(unit.span.text) is not None
                 near_w = {t: 1.0 if refers and t in proper else 0.5 for t in near_terms}
@@ -254,7 +254,7 @@ def _noise_penalty(text: str) -> float:
 
 
 def _has(terms: AbstractSet[str], term: str) -> bool:
-    """Exact term, a reporting verb for a reporting verb, or a name variant (Zelensky / Zelenskyy)."""
+    """Exact term, a reporting verb for a reporting verb, or a name variant (Tchaikovsky / Tchaikovskyy)."""
     if term in terms:
         return True
     if term in SPEECH:
@@ -267,8 +267,8 @@ def _has(terms: AbstractSet[str], term: str) -> bool:
 
 
 def _variant_key(term: str) -> str:
-    """A long stem without its final i/y: the stemmer turns "Zelensky" into "zelenski" but leaves
-    "zelenskyy" alone, so the spelling variants only share a prefix once that letter is gone
+    """A long stem without its final i/y: the stemmer turns "Tchaikovsky" into "tchaikovski" but leaves
+    "tchaikovskyy" alone, so the spelling variants only share a prefix once that letter is gone
     (short stems keep it: "studi" must not match "student")."""
     return term[:-1] if len(term) >= 7 and term[-1] in "iy" else term
 

@@ -14,7 +14,7 @@ from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from assistant.answer import Citation, make_answerer
+from assistant.answer import NO_ANSWER, Citation, ExtractiveAnswer, make_answerer, unresolved_reference
 from assistant.condense import condense
 from assistant.embed import Embedder
 from assistant.index import open_store
@@ -172,8 +172,12 @@ class Assistant:
         t0 = time.perf_counter()
         if generator is None:
             about = answer_about(about_target(condensed.question), self.store, retrieval.passages)
-            answer = about or self.answerer.run(condensed, retrieval.passages, self.retriever.stats,
-                                                retrieval.query_vector)
+            if about is not None:
+                answer = about
+            elif unresolved_reference(condensed):
+                answer = ExtractiveAnswer(NO_ANSWER, True, [], 0.0)
+            else:
+                answer = self.answerer.run(condensed, retrieval.passages, self.retriever.stats, retrieval.query_vector)
             timings["answer_ms"] = round((time.perf_counter() - t0) * 1000, 2)
             timings["total_ms"] = round((time.perf_counter() - started) * 1000, 2)
             reason = f"{unavailable}; showing the extractive answer" if unavailable else None

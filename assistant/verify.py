@@ -115,7 +115,7 @@ def _numbers(text: str) -> set[str]:
 
 
 def has_term(terms: set[str], term: str) -> bool:
-    """Exact stem, or a close spelling variant of a long name (Zelensky / Zelenskyy)."""
+    """Exact stem, or a close spelling variant of a long name (Tchaikovsky / Tchaikovskyy)."""
     if term in terms:
         return True
     return len(term) >= 5 and any(len(t) >= 5 and abs(len(t) - len(term)) <= 2 and

@@ -146,8 +146,7 @@ def cross_validate(rows: list[Row], precision: float) -> dict[str, Any]:
         model = fit_scorer([r for r in rows if r.fold != f])
         for i, r in enumerate(rows):
             if r.fold == f:
-                scores[i] = model.predict_proba(r.x)[:, 1] if len(r.x) else np.zeros(0)
-                scores[i] = np.log(np.clip(scores[i], 1e-9, 1)) - np.log(np.clip(1 - scores[i], 1e-9, 1))
+                scores[i] = model.decision_function(r.x) if len(r.x) else np.zeros(0)  # log-odds, as at run time
     sig = np.stack([signals(r, scores[i]) for i, r in enumerate(rows)])
     labels = np.array([top_correct(r, scores[i]) for i, r in enumerate(rows)])
     fold_of = np.array([r.fold for r in rows])

@@ -16,9 +16,10 @@ from assistant.ui import render
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Assistant:
-    settings = Settings(index_dir=tmp_path_factory.mktemp("demo-index"), answerer="learned")
+@pytest.fixture(scope="module", params=["rules", "learned"])
+def demo(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Assistant:
+    """The demo index, answered by the default answerer ("rules") and by the learned one."""
+    settings = Settings(index_dir=tmp_path_factory.mktemp("demo-index"), answerer=request.param)
     paths = [ROOT / "README.md", ROOT / "ARCHITECTURE.md", ROOT / "docs"]
     report = Ingestor(settings, shared_embedder()).ingest_paths(paths, progress=False)
     assert not report.failed, report.summary()
