@@ -34,7 +34,6 @@ class Question:
     text: str
     answers: list[str]
     impossible: bool
-    spans: list[tuple[int, int]] = field(default_factory=list)  # the answers' offsets in the article's text
 
 
 @dataclass
@@ -58,16 +57,11 @@ def load_articles(path: Path = SQUAD, max_articles: int | None = None, max_quest
         title = raw["title"].replace("_", " ")
         kept = raw["paragraphs"][:max_paragraphs]
         article = Article(title, "\n\n".join(p["context"].strip() for p in kept))
-        base = 0
         for p in kept:
-            lead = len(p["context"]) - len(p["context"].lstrip())
             for qa in p["qas"]:
                 answers = list(dict.fromkeys(a["text"] for a in qa.get("answers", [])))
-                spans = [(base + a["answer_start"] - lead, base + a["answer_start"] - lead + len(a["text"]))
-                         for a in qa.get("answers", [])]
                 article.questions.append(Question(qa["id"], title, qa["question"].strip(), answers,
-                                                  bool(qa.get("is_impossible")) or not answers, spans))
-            base += len(p["context"].strip()) + 2
+                                                  bool(qa.get("is_impossible")) or not answers))
         if max_questions is not None:
             article.questions = article.questions[:max_questions]
         articles.append(article)

@@ -64,7 +64,6 @@ class Row:
     texts: list[str]
     answers: list[str]
     hit8: bool
-    y_span: np.ndarray | None = None  # candidates whose span holds a gold answer span (training labels)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -87,11 +86,8 @@ def collect(data: Path, folds: int, work: Path, settings: Settings, max_articles
         y = np.array([asked.kind == "answerable" and any(a and a in normalize(t) for a in answers) for t in texts],
                      dtype=bool)
         hit = any(a and a in normalize(p.text) for p in retrieval.passages for a in answers)
-        y_span = np.array([asked.kind == "answerable" and any(c.unit.start <= a and b <= c.unit.end
-                                                              for a, b in asked.question.spans) for c in candidates],
-                          dtype=bool)
         row = Row(asked.question.id, asked.question.text, asked.kind, asked.fold, x, y, texts,
-                  asked.question.answers, hit, y_span)
+                  asked.question.answers, hit)
         if hook is not None:
             row.extra = hook(asked, condensed, retrieval, candidates)
         rows.append(row)
