@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from support import assistant_over
+from support import assistant_over, fresh_postgres_url
 
 from assistant.answer_features import FEATURES
 from assistant.answer_model import (
@@ -140,3 +140,19 @@ def test_an_index_without_stored_unit_vectors_answers_the_same(assistant: Assist
         db.executemany("INSERT INTO chunk_units(chunk_id, n, spans, vectors) VALUES (?,?,?,?)", saved)
     assert pooled.answer == stored.answer
     assert abs(pooled.confidence - stored.confidence) < 0.02
+
+
+def test_postgresql_store_gives_the_same_learned_answers(assistant: Assistant,
+                                                         tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Unit vectors stored in PostgreSQL serve the learned answerer exactly as the local store does."""
+    questions = ["In what year did the mountain's most recent explosion happen?", "What is the default chunk size?",
+                 "Who founded the observatory?", "Who won the football world cup in 1998?"]
+    pg = assistant_over(tmp_path_factory, DOCS, answerer="learned", store=fresh_postgres_url())
+    try:
+        for question in questions:
+            local, remote = assistant.ask(question), pg.ask(question)
+            assert (remote.answer, remote.abstained) == (local.answer, local.abstained), question
+            assert abs(remote.confidence - local.confidence) < 1e-3
+            assert [c.quote for c in remote.citations] == [c.quote for c in local.citations]
+    finally:
+        pg.close()
