@@ -77,7 +77,7 @@ class Scored:
     confidence: float
 
 
-class ExtractiveAnswerer:
+class LearnedAnswerer:
     def __init__(self, store: Store | None = None, embedder: Embedder | None = None,
                  abstain_threshold: float | None = None, max_sentences: int = 1,
                  model: AnswerModel | None = None) -> None:
@@ -208,7 +208,7 @@ class Answerer(Protocol):
 def make_answerer(settings: Settings, store: Store | None = None, embedder: Embedder | None = None) -> Answerer:
     """The extractive answerer the settings name: "learned" (assistant.answer_model) or "rules"."""
     if settings.answerer == "learned":
-        return ExtractiveAnswerer(store, embedder, settings.abstain_threshold, settings.max_answer_sentences)
+        return LearnedAnswerer(store, embedder, settings.abstain_threshold, settings.max_answer_sentences)
     if settings.answerer == "rules":
         from assistant.answer_rules import RuleAnswerer
 

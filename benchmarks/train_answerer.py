@@ -5,7 +5,7 @@
 
 1. Every article is ingested into real indexes (benchmarks/qa_folds.py: per fold, one index of the
    fold's articles, and per article one of the fold's other articles) and every question goes
-   through the real retriever and `ExtractiveAnswerer.prepare`: the same candidates and features as
+   through the real retriever and `LearnedAnswerer.prepare`: the same candidates and features as
    at question time. A candidate is positive when it contains an answer string (normalized).
 2. Cross-validation by article: a gradient-boosted unit scorer per fold, fitted on the other folds'
    answerable questions, scores the held-out fold.
@@ -32,7 +32,7 @@ import numpy as np
 from bench_common import log
 from qa_folds import SQUAD, asked_questions, file_sha256, load_articles
 
-from assistant.answer import ExtractiveAnswerer
+from assistant.answer import LearnedAnswerer
 from assistant.answer_features import FEATURES
 from assistant.answer_model import (
     CALIBRATION_FEATURES,
@@ -78,7 +78,7 @@ def collect(data: Path, folds: int, work: Path, settings: Settings, max_articles
         assistant = asked.assistant
         condensed = condense(asked.question.text, None)
         retrieval = assistant.retriever.run(condensed.standalone, top_k=max(settings.top_k, 8))
-        answerer = ExtractiveAnswerer(assistant.store, embedder)
+        answerer = LearnedAnswerer(assistant.store, embedder)
         candidates, x = answerer.prepare(condensed, retrieval.passages, assistant.retriever.stats,
                                          retrieval.query_vector)
         answers = [normalize(a) for a in asked.question.answers]
