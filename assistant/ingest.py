@@ -257,6 +257,14 @@ def _unit_inputs(pending: list[_Pending], context: str) -> tuple[list[str], list
     return texts, spans, relative
 
 
+def _committed(store: Store, generation: int) -> bool:
+    """Whether the store's committed generation has reached `generation` (False if it cannot tell)."""
+    try:
+        return store.generation >= generation
+    except Exception:  # noqa: BLE001 - an interrupted store may refuse reads: keep the older answer
+        return False
+
+
 def document_id(source: str) -> str:
     return "d" + hashlib.sha1(source.encode("utf-8")).hexdigest()[:15]
 
@@ -472,6 +480,7 @@ class Ingestor:
             cancelled = threading.Event()
             batches = _EncodePipeline(self, store, report, encoder, _CancellableBar(chunks_bar, cancelled))  # type: ignore[arg-type]
             first_uncommitted: str | None = None  # Ctrl-C: the index is as it was before this file
+            committing: tuple[int, str | None] | None = None  # (generation a checkpoint commit makes, after)
             try:
                 loader_thread.start()
                 for _ in range(len(items)):
@@ -492,10 +501,14 @@ class Ingestor:
                         uncommitted += batches.submit(pending)
                         pending = []
                     if uncommitted >= self.settings.checkpoint_chunks:
+                        inflight = batches._inflight  # submitted (encoding), not yet written: not committed
+                        after = inflight[1][0].record.source if inflight and inflight[1] else None
+                        # Ctrl-C right after the commit, before the bookkeeping below: the store tells.
+                        committing = (store.generation + 1, after)
                         store.commit()
                         uncommitted = 0
-                        inflight = batches._inflight  # submitted (encoding), not yet written: not committed
-                        first_uncommitted = inflight[1][0].record.source if inflight and inflight[1] else None
+                        first_uncommitted = after
+                        committing = None
                 uncommitted += batches.submit(pending)
                 uncommitted += batches.drain()
                 loader_thread.join()  # it has handed on every item
@@ -504,6 +517,8 @@ class Ingestor:
                 store.commit()
             except KeyboardInterrupt as exc:
                 cancelled.set()  # the encode thread stops at its next step; the store closes uncommitted
+                if committing is not None and _committed(store, committing[0]):
+                    first_uncommitted = committing[1]
                 raise IngestInterrupted(first_uncommitted or (items[0][0] if items else None)) from exc
             finally:
                 feed.close()
