@@ -13,6 +13,7 @@ the assistant says the documents do not hold the answer. The answer is the unit'
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
@@ -165,7 +166,7 @@ class LearnedAnswerer:
             p, unit = cand.passage, cand.unit
             n = len(citations) + 1
             citations.append(Citation(n, p.chunk_id, p.doc_id, p.title, p.source, unit.start, unit.end, unit.text))
-            parts.append(f"{_display(unit)} [{n}]")
+            parts.append(f"{shown_unit(unit, p, self.store)} [{n}]")
         return ExtractiveAnswer(" ".join(parts), False, citations, confidence, ranked)
 
 
@@ -180,8 +181,44 @@ def _span(unit: Unit) -> Span:
     return Span(unit.start, unit.end, unit.text)
 
 
-def _display(unit: Unit) -> str:
-    return " ".join(unit.shown().split()).lstrip("-*\u2022 ").strip()
+_TABLE_LINE = re.compile(r"^\s*\|")
+_TABLE_SEPARATOR = re.compile(r"^\s*\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)*\|?\s*$")
+HEADER_LOOKBACK = 4000  # characters before a chunk searched for the header row of a table it starts in
+
+
+def shown_unit(unit: Unit, passage: Passage, store: Store | None) -> str:
+    """A unit's display text; a table row whose chunk starts below the table's header row is shown
+    with that header, read from the document's earlier text ("setting: X; default: 160")."""
+    if unit.kind == "table_row" and not unit.context and store is not None:
+        header = table_header(store, passage)
+        if header:
+            rows = split_units(f"{header}\n|---|\n{unit.text}\n", 0)
+            if rows and rows[-1].kind == "table_row" and rows[-1].context:
+                return _clean(rows[-1].shown())
+    return _clean(unit.shown())
+
+
+def table_header(store: Store, passage: Passage) -> str | None:
+    """The header row of the table the passage starts inside, from the text just before it."""
+    start = max(0, passage.start - HEADER_LOOKBACK)
+    chars = ["\n"] * (passage.start - start)  # gaps (a dropped repeated line) read as line breaks
+    for chunk in store.document_chunks(passage.doc_id, start, passage.start):
+        lo, hi = max(chunk.start, start), min(chunk.end, passage.start)
+        if lo < hi:
+            chars[lo - start : hi - start] = chunk.text[lo - chunk.start : hi - chunk.start]
+    before = "".join(chars)
+    lines = before.split("\n")
+    if lines and not lines[-1].strip():
+        lines.pop()
+    while lines and _TABLE_LINE.match(lines[-1]) and not _TABLE_SEPARATOR.match(lines[-1]):
+        lines.pop()
+    if len(lines) >= 2 and _TABLE_SEPARATOR.match(lines[-1]) and _TABLE_LINE.match(lines[-2]):
+        return lines[-2]
+    return None
+
+
+def _clean(text: str) -> str:
+    return " ".join(text.split()).lstrip("-*\u2022 ").strip()
 
 
 def _overlaps(a: UnitCandidate, b: UnitCandidate) -> bool:
@@ -212,5 +249,5 @@ def make_answerer(settings: Settings, store: Store | None = None, embedder: Embe
     if settings.answerer == "rules":
         from assistant.answer_rules import RuleAnswerer
 
-        return RuleAnswerer(settings.abstain_threshold, settings.max_answer_sentences)
+        return RuleAnswerer(settings.abstain_threshold, settings.max_answer_sentences, store)
     raise ValueError(f"unknown answerer {settings.answerer!r}: use one of {', '.join(ANSWERERS)}")

@@ -24,15 +24,19 @@ import re
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from assistant.answer import NO_ANSWER, Citation, ExtractiveAnswer
+from assistant.answer import NO_ANSWER, Citation, ExtractiveAnswer, shown_unit
 from assistant.answer import Candidate as BaseCandidate
 from assistant.condense import Condensed
 from assistant.retrieve import CorpusStats, Passage
 from assistant.text import Span, content_terms, split_sentences
 from assistant.units import split_units
+
+if TYPE_CHECKING:
+    from assistant.index import Store
 
 # Scoring weights, set once on the news golden set (see README: calibrate with `eval --calibrate`).
 MIX = 0.3  # coverage = MIX * idf-weighted share + (1 - MIX) * plain share of question terms
@@ -70,7 +74,8 @@ _EXPECTS: list[tuple[re.Pattern[str], re.Pattern[str]]] = [
 
 
 class RuleAnswerer:
-    def __init__(self, abstain_threshold: float | None = None, max_sentences: int = 2) -> None:
+    def __init__(self, abstain_threshold: float | None = None, max_sentences: int = 2, store: Store | None = None) -> None:
+        self.store = store  # for the header row of a table that a passage starts inside
         # None or negative: this answerer's own threshold.
         self.abstain_threshold = (DEFAULT_THRESHOLD if abstain_threshold is None or abstain_threshold < 0
                                   else abstain_threshold)
@@ -158,17 +163,19 @@ class RuleAnswerer:
             n = len(citations) + 1
             p = cand.passage
             citations.append(Citation(n, p.chunk_id, p.doc_id, p.title, p.source, span.start, span.end, span.text))
-            parts.append(f"{_display(p, span)} [{n}]")
+            parts.append(f"{self._display(p, span)} [{n}]")
         return ExtractiveAnswer(" ".join(parts), False, citations, best.score, list(candidates[:10]))
 
+    def _display(self, passage: Passage, span: Span) -> str:
+        """The unit's display text (no Markdown, a table row with its header) when the span is one
+        structural unit (a table row, a list item), else the sentence text."""
+        for unit in split_units(passage.text, passage.start):
+            if unit.start == span.start and unit.end == span.end:
+                return shown_unit(unit, passage, self.store)
+        return _clean(span.text)
 
-def _display(passage: Passage, span: Span) -> str:
-    """The unit's display text (no Markdown, a table row with its header) when the span is one
-    structural unit (a table row, a list item), else the sentence text."""
-    for unit in split_units(passage.text, passage.start):
-        if unit.start == span.start and unit.end == span.end:
-            return _clean(unit.shown())
-    return _clean(span.text)
+
+
 
 
 def _units(passage: Passage) -> tuple[_Unit, ...]:
