@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from assistant.answer_features import FEATURES, UnitCandidate, build_candidates, features
+from assistant.answer_features import UnitCandidate, build_candidates, features
 from assistant.answer_model import AnswerModel, calibration_signals, shipped_model
 from assistant.condense import Condensed, needs_context
 from assistant.retrieve import CorpusStats, Passage
@@ -34,7 +34,6 @@ if TYPE_CHECKING:
 ANSWERERS = ("rules", "learned")
 
 NO_ANSWER = "I could not find an answer to that in the indexed documents."
-_COL = {name: i for i, name in enumerate(FEATURES)}
 
 
 @dataclass
@@ -70,10 +69,9 @@ class ExtractiveAnswer:
 
 @dataclass
 class Scored:
-    """One question's candidates, their feature rows and scores (what training and answering share)."""
+    """One question's candidates, their scores and the calibrated confidence of the best one."""
 
     candidates: list[UnitCandidate]
-    x: np.ndarray
     scores: np.ndarray
     confidence: float
 
@@ -134,9 +132,7 @@ class LearnedAnswerer:
               query_vector: np.ndarray | None = None) -> Scored:
         candidates, x = self.prepare(condensed, passages, stats, query_vector)
         scores = self.model.unit_scores(x)
-        signals = calibration_signals(scores, x[:, _COL["cos"]], x[:, _COL["passage_dense"]],
-                                      x[:, _COL["idf_share"]])
-        return Scored(candidates, x, scores, self.model.confidence(signals))
+        return Scored(candidates, scores, self.model.confidence(calibration_signals(scores, x)))
 
     def run(self, condensed: Condensed, passages: list[Passage], stats: CorpusStats,
             query_vector: np.ndarray | None = None) -> ExtractiveAnswer:

@@ -37,8 +37,6 @@ FEATURES: tuple[str, ...] = (
     "fuzzy_share", "share_rank", "share_gap", "after_best_share", "before_best_share", "best_share_type_match",
 )
 
-_DIGITS = re.compile(r"\d")
-_YEAR = re.compile(r"\b(1[0-9]{3}|20[0-9]{2})s?\b")
 _NUMBER = re.compile(r"\b\d[\d,.]*\b|\b(" + "|".join(english.NUMBER_WORDS) + r")\b", re.I)
 _DATE = re.compile(r"\b(1[0-9]{3}|20[0-9]{2})s?\b|\b(" + "|".join(english.MONTHS + english.DAYS) + r")\b", re.I)
 _DURATION = re.compile(r"\b(\d[\d,.]*|" + "|".join(english.NUMBER_WORDS) + r")[\s-]+(" + "|".join(english.TIME_UNITS)

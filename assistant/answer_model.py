@@ -90,10 +90,15 @@ class AnswerModel:
         return float(1.0 / (1.0 + np.exp(-(z @ self.calibration_weights + self.calibration_bias))))
 
 
-def calibration_signals(scores: np.ndarray, cos: np.ndarray, dense: np.ndarray, share: np.ndarray) -> np.ndarray:
-    """The question-level inputs of the calibrator, from one question's candidate scores."""
+def calibration_signals(scores: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """The question-level inputs of the calibrator (CALIBRATION_FEATURES), from one question's
+    candidate scores and feature rows (columns in assistant.answer_features.FEATURES order)."""
+    from assistant.answer_features import FEATURES
+
     if len(scores) == 0:
         return np.array([-10.0, 0.0, 0.0, 0.0, 0.0, 0.0])
+    cos, dense = x[:, FEATURES.index("cos")], x[:, FEATURES.index("passage_dense")]
+    share = x[:, FEATURES.index("idf_share")]
     order = np.argsort(-scores, kind="stable")
     best = int(order[0])
     second = float(scores[order[1]]) if len(order) > 1 else float(scores[best]) - 5.0

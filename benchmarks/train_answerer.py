@@ -106,7 +106,7 @@ def fit_scorer(rows: list[Row]) -> Any:
 
 
 def signals(row: Row, scores: np.ndarray) -> np.ndarray:
-    return calibration_signals(scores, row.x[:, COL["cos"]], row.x[:, COL["passage_dense"]], row.x[:, COL["idf_share"]])
+    return calibration_signals(scores, row.x)
 
 
 def top_correct(row: Row, scores: np.ndarray) -> bool:

@@ -53,7 +53,7 @@ def base_docx(tmp_path: Path, make_docx: Callable[..., Path]) -> Path:
     return make_docx(tmp_path / "base.docx", "Base", ["A harmless paragraph."])
 
 
-def _refused(path: Path, limits: Limits, *needles: str) -> str:
+def _assert_refused(path: Path, limits: Limits, *needles: str) -> str:
     started = time.monotonic()
     with pytest.raises(LoadError) as info:
         loaders.text_of(loaders.load(path, limits))
@@ -68,14 +68,14 @@ def _refused(path: Path, limits: Limits, *needles: str) -> str:
 def test_docx_over_the_decompressed_size_is_refused_from_its_declared_sizes(tmp_path: Path, base_docx: Path) -> None:
     bomb = _rewrite_docx(base_docx, tmp_path / "bomb.docx", _body(_paragraphs(60_000, b"x" * 60)))  # ~6 MB of XML
     assert bomb.stat().st_size < 1 * MB
-    message = _refused(bomb, Limits(expanded_bytes=2 * MB, zip_ratio=10_000),
+    message = _assert_refused(bomb, Limits(expanded_bytes=2 * MB, zip_ratio=10_000),
                        "expands to more than 2 MB: refused", "ASSISTANT_MAX_EXPANDED_MB")
     assert "declared" in message
 
 
 def test_docx_member_over_the_compression_ratio_is_refused(tmp_path: Path, base_docx: Path) -> None:
     bomb = _rewrite_docx(base_docx, tmp_path / "ratio.docx", _body(b"<w:p>" + b"<w:r/>" * 1_000_000 + b"</w:p>"))
-    _refused(bomb, Limits(zip_ratio=50), "word/document.xml expands", "zip bomb", "ASSISTANT_MAX_ZIP_RATIO")
+    _assert_refused(bomb, Limits(zip_ratio=50), "word/document.xml expands", "zip bomb", "ASSISTANT_MAX_ZIP_RATIO")
 
 
 def test_docx_with_lying_sizes_is_caught_while_streaming(tmp_path: Path, base_docx: Path) -> None:
@@ -94,19 +94,19 @@ def test_docx_with_lying_sizes_is_caught_while_streaming(tmp_path: Path, base_do
         start = at + 4
     liar = tmp_path / "liar.docx"
     liar.write_bytes(bytes(raw))
-    message = _refused(liar, Limits(expanded_bytes=2 * MB))
+    message = _assert_refused(liar, Limits(expanded_bytes=2 * MB))
     assert "refused" in message or "corrupt" in message, message
 
 
 def test_docx_text_over_the_text_limit_is_refused_while_parsing(tmp_path: Path, base_docx: Path) -> None:
     words = b"harbour council ferry budget winter library bridge station survey archive"
     doc = _rewrite_docx(base_docx, tmp_path / "long.docx", _body(_paragraphs(30_000, words)))  # ~2.4 MB of text
-    _refused(doc, Limits(text_chars=1 * MB, zip_ratio=10_000), "more than 1 MB of text: refused", "ASSISTANT_MAX_TEXT_MB")
+    _assert_refused(doc, Limits(text_chars=1 * MB, zip_ratio=10_000), "more than 1 MB of text: refused", "ASSISTANT_MAX_TEXT_MB")
 
 
 def test_docx_with_one_huge_text_node_is_refused(tmp_path: Path, base_docx: Path) -> None:
     doc = _rewrite_docx(base_docx, tmp_path / "node.docx", _body(b"<w:p><w:r><w:t>" + b"z" * (12 * MB) + b"</w:t></w:r></w:p>"))
-    _refused(doc, Limits(zip_ratio=100_000), "refused")
+    _assert_refused(doc, Limits(zip_ratio=100_000), "refused")
 
 
 def test_streaming_docx_text_matches_python_docx(tmp_path: Path) -> None:
@@ -150,7 +150,7 @@ def test_pdf_stream_over_the_decompressed_size_is_refused(tmp_path: Path) -> Non
     bomb = tmp_path / "bomb.pdf"
     bomb.write_bytes(_pdf_with_stream((b"BT /F1 12 Tf 10 10 Td (" + b"a" * 100 + b") Tj ET\n") * 40_000))  # ~5 MB
     assert bomb.stat().st_size < 200_000
-    _refused(bomb, Limits(expanded_bytes=1 * MB), "a PDF stream", "expands to more than 1 MB: refused")
+    _assert_refused(bomb, Limits(expanded_bytes=1 * MB), "a PDF stream", "expands to more than 1 MB: refused")
 
 
 def test_pdf_text_over_the_text_limit_is_refused_page_by_page(tmp_path: Path,
@@ -158,20 +158,20 @@ def test_pdf_text_over_the_text_limit_is_refused_page_by_page(tmp_path: Path,
     path = tmp_path / "pages.pdf"
     path.write_bytes(pdf_with_text([f"Page {i} of a long report about the harbour." for i in range(40)]))
     assert loaders.text_of(loaders.load(path))  # fine under the defaults
-    _refused(path, Limits(text_chars=200), "more than", "MB of text: refused")
+    _assert_refused(path, Limits(text_chars=200), "more than", "MB of text: refused")
 
 
 def test_html_with_too_many_tags_is_refused_before_parsing(tmp_path: Path) -> None:
     page = tmp_path / "tags.html"
     page.write_bytes(b"<html><body>" + b"<p>ab</p>" * 5000 + b"</body></html>")
-    _refused(page, Limits(html_elements=2000), "HTML tags", "ASSISTANT_MAX_HTML_ELEMENTS")
+    _assert_refused(page, Limits(html_elements=2000), "HTML tags", "ASSISTANT_MAX_HTML_ELEMENTS")
     assert "ab" in loaders.text_of(loaders.load(page, Limits(html_elements=20_000)))
 
 
 def test_text_over_the_text_limit_is_refused_while_streaming(tmp_path: Path) -> None:
     path = tmp_path / "long.txt"
     path.write_text("The ferry leaves at seven.\n" * 80_000)  # ~2.2 MB
-    _refused(path, Limits(text_chars=1 * MB), "more than 1 MB of text: refused")
+    _assert_refused(path, Limits(text_chars=1 * MB), "more than 1 MB of text: refused")
 
 
 def test_an_ingest_of_bombs_fails_each_file_and_changes_nothing(tmp_path: Path, base_docx: Path,
