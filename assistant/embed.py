@@ -41,6 +41,7 @@ MODELS: dict[str, Callable[[], Path]] = {
 
 
 UNITS_CACHE_SIZE = 1024  # texts whose unit vectors `unit_vectors_for` keeps
+TORCH_BATCH = 32  # sentence-transformers batch when the caller gives none (its own default)
 
 BACKENDS = ("onnx", "torch", "onnx-int8")
 BACKEND_SUFFIX = {"onnx": "", "torch": "", "onnx-int8": "+onnx-int8"}
@@ -204,12 +205,15 @@ class Embedder:
     def fits(self, text: str) -> bool:
         return self.count_tokens(text) <= self.max_tokens
 
-    def encode(self, texts: Sequence[str], batch_size: int = 32, progress: bool = False) -> np.ndarray:
+    def encode(self, texts: Sequence[str], batch_size: int | None = None, progress: bool = False) -> np.ndarray:
+        """Unit vectors; `batch_size` None: the backend's own (ONNX: small, see `onnx_embed.ENCODE_BATCH`;
+        torch: 32)."""
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        vectors = self.model.encode(
+        model = self.model
+        vectors = model.encode(
             list(texts),
-            batch_size=batch_size,
+            batch_size=batch_size or getattr(model, "batch_size", TORCH_BATCH),
             convert_to_numpy=True,
             normalize_embeddings=True,
             show_progress_bar=progress,
@@ -235,7 +239,7 @@ class Embedder:
         return hasattr(model, "encode_units") or bool(getattr(model.tokenizer, "is_fast", False))
 
     def encode_units(self, texts: Sequence[str], spans: Sequence[Sequence[tuple[int, int]]],
-                     batch_size: int = 32) -> tuple[np.ndarray, list[np.ndarray]]:
+                     batch_size: int | None = None) -> tuple[np.ndarray, list[np.ndarray]]:
         """(chunk vectors, one (len(spans[i]), dim) array per text) from one forward pass per text.
 
         The chunk vectors are exactly `encode`'s (mean pooling, L2-normalized). For each
@@ -252,7 +256,7 @@ class Embedder:
         if hasattr(model, "encode_units"):  # the ONNX encoder
             vectors, units = model.encode_units(texts, spans, batch_size=batch_size)
             return np.ascontiguousarray(vectors, dtype=np.float32), units
-        return self._torch_units(model, texts, spans, batch_size)
+        return self._torch_units(model, texts, spans, batch_size or TORCH_BATCH)
 
     def _torch_units(self, model: Any, texts: list[str], spans: Sequence[Sequence[tuple[int, int]]],
                      batch_size: int) -> tuple[np.ndarray, list[np.ndarray]]:

@@ -58,7 +58,7 @@ class CachedEmbedder(Embedder):
                     found[key] = np.frombuffer(blob, dtype=np.float32, count=dim)
         return found
 
-    def encode(self, texts: Sequence[str], batch_size: int = 32, progress: bool = False) -> np.ndarray:
+    def encode(self, texts: Sequence[str], batch_size: int | None = None, progress: bool = False) -> np.ndarray:
         if not texts:
             return super().encode(texts, batch_size, progress)
         keys = [text_key(self.name, t) for t in texts]

@@ -51,6 +51,15 @@ BUILD_FILE = "build.json"
 builds = 0  # exports done by this process (tests check that a second construction reuses the cache)
 
 
+# Texts per ONNX Runtime call when the caller does not say. Small batches are faster on CPU, not
+# slower: MiniLM's activations for a few 256-piece texts stay in cache, and the memory arena stays
+# small. Measured on 1,619 SciFact chunks, 2 workers (benchmarks/RESULTS.md, "Ingest speed"):
+# int8 135 chunks/s at 32, 212-224 at 1-4, peak RSS 599 -> 179 MB; fp32 67 at 32, 88-96 at 1-4.
+# int8 runs one text per call so a vector never depends on its batch mates (dynamic quantization
+# scales activations per call), the same as a query's.
+ENCODE_BATCH = {"fp32": 2, "int8": 1}
+
+
 def detect_isa(cpuinfo: str | None = None) -> str:
     """'avx512_vnni', 'avx512' or 'avx2' from the CPU flags (/proc/cpuinfo); 'generic' otherwise."""
     if cpuinfo is None:
@@ -184,12 +193,11 @@ class OnnxEncoder:
     def __init__(self, model_name: str, model_path: Path, threads: int | None = None,
                  cache_dir: Path | str | None = None, isa: str | None = None, precision: str = "int8") -> None:
         import onnxruntime as ort
-        from transformers import AutoTokenizer
 
         self.onnx_path = onnx_model_path(model_name, model_path, precision, isa, cache_dir)
         # Public tokenizer (Embedder.count_tokens, the chunker); `encode` uses its own copy, so a
         # chunker thread counting tokens never shares tokenizer state with an encode in flight.
-        self.tokenizer = AutoTokenizer.from_pretrained(str(model_path))
+        self.tokenizer = FastTokenizer(model_path)
         st_config = _read_json(model_path / "sentence_bert_config.json")
         self.max_seq_length = int(st_config.get("max_seq_length") or self.tokenizer.model_max_length)
         self.do_lower_case = bool(st_config.get("do_lower_case", False))
@@ -205,10 +213,9 @@ class OnnxEncoder:
             raise ValueError(f"{model_path}: only mean or CLS pooling is supported by the ONNX backend")
         self._dim = int(pooling.get("word_embedding_dimension") or 0)  # 0: probed after the session loads
         if threads is None:
-            import torch
-
-            threads = torch.get_num_threads()
+            threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
         self.workers = max(1, int(threads))
+        self.batch_size = ENCODE_BATCH[precision]
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
         options = ort.SessionOptions()
@@ -263,10 +270,11 @@ class OnnxEncoder:
                 self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="onnx-encode")
             return self._pool
 
-    def encode(self, texts: Sequence[str], batch_size: int = 32, convert_to_numpy: bool = True,
+    def encode(self, texts: Sequence[str], batch_size: int | None = None, convert_to_numpy: bool = True,
                normalize_embeddings: bool = True, show_progress_bar: bool = False, **_: Any) -> np.ndarray:
-        """Unit vectors (if normalize_embeddings) in input order. Batches hold texts of similar token
-        count (sorted, longest first), so padding stays low."""
+        """Unit vectors (if normalize_embeddings) in input order. Batches (`batch_size`, default
+        `self.batch_size`) hold texts of similar token count (sorted, longest first), so padding stays low."""
+        batch_size = batch_size or self.batch_size
         texts = list(texts)
         if not texts:
             return np.zeros((0, self._dim), dtype=np.float32)
@@ -291,13 +299,14 @@ class OnnxEncoder:
         return out
 
     def encode_units(self, texts: Sequence[str], spans: Sequence[Sequence[tuple[int, int]]],
-                     batch_size: int = 32) -> tuple[np.ndarray, list[np.ndarray]]:
+                     batch_size: int | None = None) -> tuple[np.ndarray, list[np.ndarray]]:
         """(chunk vectors, per text its spans' vectors) from one forward pass per text.
 
         The chunk vectors are `encode`'s (same tokens, batches and pooling). A span's vector is the
         mean of the last hidden states of the word pieces whose character offsets overlap it,
         L2-normalized (`pool_spans`). Same batching and threading as `encode`; the extra work is
         the tokenizer's offsets and the pooling."""
+        batch_size = batch_size or self.batch_size
         texts = list(texts)
         if len(spans) != len(texts):
             raise ValueError(f"{len(texts)} texts but {len(spans)} span lists")
@@ -366,6 +375,29 @@ def pool_spans(hidden: np.ndarray, offsets: Sequence[tuple[int, int]], special: 
     if empty.any():
         pooled[empty] = np.asarray(fallback, dtype=np.float32)
     return np.ascontiguousarray(pooled, dtype=np.float32)
+
+
+class FastTokenizer:
+    """The model's `tokenizer.json` in the Rust `tokenizers` library, with the few attributes of a
+    transformers fast tokenizer this package uses. Loading transformers' AutoTokenizer imports torch
+    (about 2.5 s and 250 MB of RSS), which the ONNX path otherwise never needs."""
+
+    is_fast = True
+
+    def __init__(self, model_path: Path) -> None:
+        from tokenizers import Tokenizer
+
+        self.backend_tokenizer = Tokenizer.from_file(str(model_path / "tokenizer.json"))
+        self.backend_tokenizer.no_truncation()  # the file may carry a fixed length (128 for MiniLM)
+        self.backend_tokenizer.no_padding()
+        config = _read_json(model_path / "tokenizer_config.json")
+        pad = str(config.get("pad_token") or "[PAD]")
+        self.pad_token_id = self.backend_tokenizer.token_to_id(pad) or 0
+        self.model_max_length = int(config.get("model_max_length") or 512)
+
+    def __call__(self, text: str, add_special_tokens: bool = True, truncation: bool = False) -> dict[str, list[int]]:
+        """Untruncated ids (`truncation` is accepted for call compatibility; nothing is cut)."""
+        return {"input_ids": self.backend_tokenizer.encode(text, add_special_tokens=add_special_tokens).ids}
 
 
 def _private_tokenizer(tokenizer: Any, max_length: int) -> Any:

@@ -196,3 +196,37 @@ def test_fp32_onnx_falls_back_to_torch_and_int8_does_not(monkeypatch: pytest.Mon
     assert type(fallback.model).__name__ == "SentenceTransformer" and fallback.name == "all-MiniLM-L6-v2"
     with pytest.raises(ImportError, match="onnxruntime"):
         Embedder("all-MiniLM-L6-v2", backend="onnx-int8").encode(["x"])
+
+
+def test_onnx_path_never_imports_torch(onnx_cache: Path) -> None:
+    """Once the model is built, encoding (ingest's and a query's path) loads neither torch nor
+    transformers: importing them costs about 2.5 s and 250 MB of RSS per process."""
+    import os
+    import subprocess
+    import sys
+
+    Embedder(backend="onnx").encode(["build the fp32 model into this cache first"])
+    code = ("import sys; from assistant.embed import Embedder; e = Embedder(backend='onnx'); "
+            "v = e.encode(['a chunk', 'another one']); q = e.encode_query('a question'); "
+            "e.encode_units(['one. two.'], [[(0, 4), (5, 9)]]); n = e.count_tokens('a chunk'); "
+            "print(sorted(m for m in ('torch', 'transformers', 'sentence_transformers') if m in sys.modules), n)")
+    env = {**os.environ, "ASSISTANT_ONNX_CACHE": str(onnx_cache)}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["[]", "4"]
+
+
+def test_onnx_tokenizer_matches_the_models_fast_tokenizer() -> None:
+    """`FastTokenizer` (tokenizer.json read by `tokenizers`) gives the ids and offsets transformers'
+    AutoTokenizer gives, on text with accents, CJK, emoji and odd spacing."""
+    from transformers import AutoTokenizer
+
+    path = resolve_model_path("all-MiniLM-L6-v2")
+    ours = onnx_embed.FastTokenizer(path).backend_tokenizer
+    theirs = AutoTokenizer.from_pretrained(str(path)).backend_tokenizer
+    theirs.no_padding()
+    theirs.no_truncation()
+    texts = SENTENCES + DOCS + ["Ünïcode café — naïve ‘quotes’ 日本語 😀", "", "  lots   of   space  ", "x " * 400]
+    for text in texts:
+        a, b = ours.encode(text), theirs.encode(text)
+        assert (a.ids, a.offsets) == (b.ids, b.offsets), text
