@@ -77,7 +77,7 @@ def default_bench_dir(dataset: str, settings: Settings) -> Path:
     name = model + BACKEND_SUFFIX[backend]  # the embedder's name: one bench index per backend
     safe_model = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)[-60:]
     return (default_cache_dir().parent / "beir" /
-            f"{dataset}-{safe_model}-c{settings.chunk_tokens}o{settings.chunk_overlap}"
+            f"{dataset}-{safe_model}-c{settings.chunk_tokens}o{settings.chunk_overlap}{settings.chunk_tokenizer[0]}"
             f"{'' if settings.embed_context == 'none' else '-' + settings.embed_context}")
 
 

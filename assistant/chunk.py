@@ -1,6 +1,7 @@
 """Token-aware chunking of a streamed document into contiguous, overlapping passages.
 
-Chunks break at sentence boundaries, are at most `chunk_tokens` cl100k tokens, and carry the
+Chunks break at sentence boundaries, are at most `chunk_tokens` tokens (counted by `count`: the
+embedding model's word pieces at ingest, cl100k by default), and carry the
 last sentences of the previous chunk (up to `overlap_tokens`). A line of 8+ words seen before
 in the same document (news pages repeat their lead and embedded posts) is dropped and forces a
 chunk break, so every chunk stays one contiguous slice `text[start:end]` of the document.
@@ -14,9 +15,14 @@ import hashlib
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from assistant.text import Span, normalize, split_sentences
 from assistant.tokens import get_encoding
+
+if TYPE_CHECKING:
+    from assistant.embed import Embedder
+    from assistant.settings import Settings
 
 _BUFFER_CHARS = 1 << 16
 _MAX_BUFFER_CHARS = 1 << 22
@@ -68,6 +74,7 @@ class Chunker:
         overlap_tokens: int = 32,
         fits: Callable[[str], bool] | None = None,
         dedupe_min_words: int = 8,
+        count: Callable[[str], int] | None = None,
     ) -> None:
         if chunk_tokens < 8:
             raise ValueError("chunk_tokens must be at least 8")
@@ -77,10 +84,16 @@ class Chunker:
         self.overlap_tokens = overlap_tokens
         self.fits = fits
         self.dedupe_min_words = dedupe_min_words
-        self._encoding = get_encoding("cl100k_base")
+        if count is None:
+            encoding = get_encoding("cl100k_base")
+
+            def count(text: str) -> int:
+                return len(encoding.encode_ordinary(text))
+        self._count = count
 
     def count(self, text: str) -> int:
-        return len(self._encoding.encode_ordinary(text))
+        """Tokens of `text` in the unit chunk sizes are given in (cl100k, or the `count` passed in)."""
+        return self._count(text)
 
     # -- sentence stream -------------------------------------------------------------------
 
@@ -215,6 +228,22 @@ class Chunker:
             for chunk in self._emit(half, ordinal):
                 ordinal += 1
                 yield chunk
+
+
+CHUNK_TOKENIZERS = ("model", "cl100k")
+
+
+def make_chunker(settings: Settings, embedder: Embedder) -> Chunker:
+    """The ingest chunker for these settings: sizes in the model's word pieces (capped at what one
+    model input holds) or in cl100k tokens (then every chunk is also checked against the model)."""
+    if settings.chunk_tokenizer == "model":
+        limit = embedder.piece_limit
+        size = min(settings.chunk_tokens, limit)
+        return Chunker(size, min(settings.chunk_overlap, size - 1), count=embedder.count_pieces)
+    if settings.chunk_tokenizer == "cl100k":
+        return Chunker(settings.chunk_tokens, settings.chunk_overlap, fits=embedder.fits)
+    raise ValueError(f"chunk_tokenizer {settings.chunk_tokenizer!r} is not one of {', '.join(CHUNK_TOKENIZERS)} "
+                     "(setting ASSISTANT_CHUNK_TOKENIZER)")
 
 
 def _subspan(span: Span, start: int, end: int) -> Span:

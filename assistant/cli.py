@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ingest", parents=[common], help="index files and folders (incremental)")
     p.add_argument("paths", nargs="+", help=".txt .md .html .pdf .docx files or folders")
     p.add_argument("--prune", action="store_true", help="also drop documents whose files are gone")
-    p.add_argument("--chunk-tokens", type=int, help="chunk size in cl100k tokens")
+    p.add_argument("--chunk-tokens", type=int, help="chunk size, in the embedding model's word pieces (ASSISTANT_CHUNK_TOKENIZER=cl100k: cl100k tokens)")
     p.add_argument("--chunk-overlap", type=int, help="overlap between chunks in tokens")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--json", action="store_true", help="print the report as JSON")

@@ -134,6 +134,7 @@ class Embedder:
         self._lock = threading.Lock()
         self._count_lock = threading.Lock()
         self._counter: Callable[[str], int] | None = None
+        self._specials: int | None = None
         self._queries = _QueryBatcher(lambda texts: self.encode(texts, batch_size=len(texts)))
         self._offsets_tok: Any = None  # torch backend: a fast tokenizer copy giving character offsets
         self._units_lock = threading.Lock()
@@ -201,6 +202,23 @@ class Embedder:
                 else:  # a slow (Python) tokenizer: the model's own, still under the lock
                     self._counter = lambda t: len(tokenizer(t, add_special_tokens=True, truncation=False)["input_ids"])
             return self._counter(text)
+
+    def count_pieces(self, text: str) -> int:
+        """Word pieces of `text` alone, without the model's special tokens: what chunk sizes count
+        (the chunker sums these over sentences, so the specials must not be counted per sentence)."""
+        return self.count_tokens(text) - self.special_tokens
+
+    @property
+    def special_tokens(self) -> int:
+        """Special tokens the model adds to every input ([CLS] and [SEP] for BERT-style models)."""
+        if self._specials is None:
+            self._specials = self.count_tokens("")
+        return self._specials
+
+    @property
+    def piece_limit(self) -> int:
+        """The most word pieces of text one input can hold before the model truncates it."""
+        return self.max_tokens - self.special_tokens
 
     def fits(self, text: str) -> bool:
         return self.count_tokens(text) <= self.max_tokens

@@ -25,9 +25,17 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from assistant.chunk import EMBED_CONTEXTS, Chunk, Chunker, embedding_text
+from assistant.chunk import EMBED_CONTEXTS, Chunk, Chunker, embedding_text, make_chunker
 from assistant.embed import Embedder
-from assistant.index import DocumentRecord, ModelMismatchError, Store, open_store, read_manifest, store_location
+from assistant.index import (
+    DocumentRecord,
+    ModelMismatchError,
+    Store,
+    index_backend,
+    open_store,
+    read_manifest,
+    store_location,
+)
 from assistant.loaders import Limits, LoadedDocument, LoadError, content_hash, is_supported, load
 from assistant.settings import Settings
 from assistant.units import split_units
@@ -372,7 +380,7 @@ def collect_files(paths: Iterable[Path | str]) -> tuple[list[Path], list[FileRes
 class Ingestor:
     def __init__(self, settings: Settings, embedder: Embedder | None = None) -> None:
         self.settings = settings
-        self.embedder = embedder or Embedder(settings.model, settings.embed_backend)
+        self.embedder = embedder or Embedder(settings.model, index_backend(settings))
         if settings.embed_context not in EMBED_CONTEXTS:
             raise ValueError(f"embed_context {settings.embed_context!r} is not one of {', '.join(EMBED_CONTEXTS)} "
                              "(setting ASSISTANT_EMBED_CONTEXT / --embed-context)")
@@ -382,7 +390,7 @@ class Ingestor:
     @property
     def chunker(self) -> Chunker:
         if self._chunker is None:
-            self._chunker = Chunker(self.settings.chunk_tokens, self.settings.chunk_overlap, fits=self.embedder.fits)
+            self._chunker = make_chunker(self.settings, self.embedder)
         return self._chunker
 
     def open_store(self) -> Store:

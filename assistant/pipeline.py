@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from assistant.answer import NO_ANSWER, Citation, ExtractiveAnswer, make_answerer, unresolved_reference
 from assistant.condense import condense
 from assistant.embed import Embedder
-from assistant.index import open_store
+from assistant.index import index_backend, open_store
 from assistant.overview import about_target, answer_about
 from assistant.retrieve import HybridRetriever, Passage, RetrievalResult
 from assistant.settings import Settings
@@ -94,7 +94,7 @@ class StreamEvent:
 class Assistant:
     def __init__(self, settings: Settings | None = None, embedder: Embedder | None = None) -> None:
         self.settings = settings or Settings.from_env()
-        self.embedder = embedder or Embedder(self.settings.model, self.settings.embed_backend)
+        self.embedder = embedder or Embedder(self.settings.model, index_backend(self.settings))
         self.store = open_store(self.settings, self.embedder.name, self.embedder.dim)
         self.retriever = HybridRetriever(self.store, self.embedder, self.settings)
         self.answerer = make_answerer(self.settings, self.store, self.embedder)

@@ -21,7 +21,7 @@ from pathlib import Path
 from assistant.atomic import fsync_dir
 from assistant.embed import Embedder
 from assistant.feedback import FeedbackStore
-from assistant.index import DocumentRecord, open_store, read_manifest
+from assistant.index import DocumentRecord, index_backend, open_store, read_manifest
 from assistant.ingest import Ingestor, IngestReport
 from assistant.loaders import is_supported
 from assistant.pipeline import AskResult, Assistant, StreamEvent  # StreamEvent is defined in pipeline now
@@ -115,7 +115,7 @@ def safe_filename(name: str) -> str:
 class AssistantService:
     def __init__(self, settings: Settings | None = None, embedder: Embedder | None = None) -> None:
         self.settings = settings or Settings.from_env()
-        self.embedder = embedder or Embedder(self.settings.model, self.settings.embed_backend)
+        self.embedder = embedder or Embedder(self.settings.model, index_backend(self.settings))
         _ensure_index(self.settings, self.embedder)
         self.assistant = Assistant(self.settings, self.embedder)
         self.ingestor = Ingestor(self.settings, self.embedder)

@@ -43,9 +43,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=Path("/tmp/bench-answers"))
     parser.add_argument("--precision", type=float, default=0.7)
     parser.add_argument("--embed-backend", default="onnx")
+    parser.add_argument("--chunk-tokenizer", default=Settings.chunk_tokenizer,
+                        help="what chunk sizes count: model word pieces or cl100k (default: shipped)")
+    parser.add_argument("--chunk-tokens", type=int, default=Settings.chunk_tokens)
+    parser.add_argument("--chunk-overlap", type=int, default=Settings.chunk_overlap)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
-    settings = Settings(embed_backend=args.embed_backend)
+    settings = Settings(embed_backend=args.embed_backend, chunk_tokenizer=args.chunk_tokenizer,
+                        chunk_tokens=args.chunk_tokens, chunk_overlap=args.chunk_overlap)
+    geometry = f"{args.embed_backend}-{args.chunk_tokenizer}{args.chunk_tokens}o{args.chunk_overlap}"
     rules = RuleAnswerer(0.445, 1)
 
     def hook(asked: Any, condensed: Any, retrieval: Any, candidates: Any) -> dict[str, Any]:
@@ -54,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         right = not out.abstained and any(a and a in normalize(out.text) for a in answers)
         return {"rules_abstained": out.abstained, "rules_correct": right and asked.kind == "answerable"}
 
-    rows = collect(args.data, args.folds, args.work.with_name(args.work.name + "-" + args.embed_backend), settings,
+    rows = collect(args.data, args.folds, args.work.with_name(args.work.name + "-" + geometry), settings,
                    args.max_articles, args.max_questions, hook=hook)
     log(f"{len(rows)} rows; cross-validating")
     cv = cross_validate(rows, args.precision)
@@ -79,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     figs = (learned, rule_fig, base_fig)
     keys = ("answerable_accuracy", "false_abstention_rate", "answered_precision", "elsewhere_abstained",
             "adversarial_abstained")
-    print(f"held-out articles, {args.folds} folds, embed backend {args.embed_backend}: "
+    print(f"held-out articles, {args.folds} folds, {geometry}: "
           f"{learned['answerable']} answerable, {learned['elsewhere']} elsewhere, {learned['adversarial']} adversarial; "
           f"answer in the retrieved passages {learned['answer_in_passages']}")
     print("| metric | " + " | ".join(names) + " |")

@@ -4,7 +4,7 @@
 or PostgreSQL with pgvector (`PostgresStore`); both offer the `Store` interface.
 """
 
-from assistant.index.backends import Store, open_store, read_manifest, store_location, uses_postgres
+from assistant.index.backends import Store, index_backend, open_store, read_manifest, store_location, uses_postgres
 from assistant.index.store import (
     ChunkRecord,
     DocumentRecord,
@@ -14,5 +14,5 @@ from assistant.index.store import (
     StoreError,
 )
 
-__all__ = ["ChunkRecord", "DocumentRecord", "IndexLockedError", "IndexStore", "ModelMismatchError", "Store",
+__all__ = ["ChunkRecord", "DocumentRecord", "IndexLockedError", "IndexStore", "ModelMismatchError", "Store", "index_backend",
            "StoreError", "open_store", "read_manifest", "store_location", "uses_postgres"]

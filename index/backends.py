@@ -68,6 +68,23 @@ def read_manifest(settings: Settings) -> dict[str, str]:
     return IndexStore.read_manifest(settings.index_dir)
 
 
+def index_backend(settings: Settings) -> str:
+    """The embed backend to open this index with: the precision its vectors were built with.
+
+    `embed_backend` picks the precision of a NEW index. An existing one keeps its own, as it keeps its
+    `embed_context`: an fp32 index opens with "onnx" (or "torch", if that is the setting), an int8
+    one with "onnx-int8", so changing the default never locks a user out of an index built before."""
+    from assistant.embed import BACKEND_SUFFIX, split_backend
+
+    recorded = read_manifest(settings).get("model", "")
+    model, backend = split_backend(recorded, "onnx")
+    if not recorded or model != settings.model:
+        return settings.embed_backend  # no index yet, or another model: the store reports the mismatch
+    if BACKEND_SUFFIX[backend] == BACKEND_SUFFIX[settings.embed_backend]:
+        return settings.embed_backend
+    return backend
+
+
 def open_store(settings: Settings, model_name: str, dim: int, writable: bool = False) -> Store:
     if settings.store and not uses_postgres(settings):
         raise ValueError(f"store {settings.store!r} is not understood: leave it empty for the local index folder "

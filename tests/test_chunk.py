@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from assistant import loaders
-from assistant.chunk import Chunk, Chunker
+from assistant.chunk import Chunk, Chunker, make_chunker
 from assistant.embed import Embedder
 from assistant.index import IndexStore
 from assistant.ingest import Ingestor
@@ -134,13 +134,14 @@ def test_stored_chunk_records_match_the_files(
     counts = check_index(settings.index_dir)
     assert counts["chunks"] == report.embedded_chunks
     texts: dict[str, str] = {}
+    chunker = make_chunker(settings, embedder)  # sizes in the unit the settings name
     with IndexStore.open(settings.index_dir, embedder.name, embedder.dim) as store:
         records = list(store.iter_chunks())
         for record in records:
             if record.source not in texts:
                 texts[record.source] = loaders.text_of(loaders.load(Path(record.source)))
             assert texts[record.source][record.start : record.end] == record.text
-            assert record.n_tokens == count_tokens(record.text) <= settings.chunk_tokens
+            assert record.n_tokens == chunker.count(record.text) <= chunker.chunk_tokens
             assert embedder.fits(record.text)
     assert len(records) == counts["chunks"]
     assert {Path(s).name for s in texts} == {p.name for p in news_dir.glob("*.txt")}
@@ -229,3 +230,38 @@ def test_chunker_rejects_bad_settings() -> None:
     with pytest.raises(ValueError, match="chunk_overlap"):
         Chunker(100, 100)
     assert list(Chunker(100, 10).chunks(["   \n\n  "])) == []
+
+
+# -- chunk sizes in the embedding model's word pieces (the default) --------------------------
+
+
+def test_model_piece_chunks_fit_the_model_and_a_short_document_is_one_chunk(embedder: Embedder) -> None:
+    chunker = make_chunker(Settings(index_dir=Path("unused"), chunk_tokenizer="model", chunk_tokens=100_000,
+                                    chunk_overlap=0), embedder)
+    assert chunker.chunk_tokens == embedder.piece_limit == embedder.max_tokens - 2  # [CLS] and [SEP]
+    text, _ = synthetic_document()
+    chunks = list(chunker.chunks([text]))
+    assert len(chunks) > 5
+    for chunk in chunks:
+        assert text[chunk.start : chunk.end] == chunk.text
+        assert chunk.n_tokens == embedder.count_pieces(chunk.text) <= embedder.piece_limit
+        assert embedder.fits(chunk.text)
+    # Most chunks are filled close to the model's limit, not to a fixed cl100k size.
+    assert sorted(c.n_tokens for c in chunks)[len(chunks) // 2] > 0.8 * embedder.piece_limit
+    short = "Title of a short note\n\nIt has three sentences. Each is short. None needs a second chunk."
+    assert len(list(chunker.chunks([short]))) == 1
+
+
+def test_model_piece_sizes_count_pieces_not_cl100k_tokens(embedder: Embedder) -> None:
+    text = " ".join(["Photosynthesis converts electromagnetic radiation."] * 40)
+    model = make_chunker(Settings(index_dir=Path("unused"), chunk_tokenizer="model", chunk_tokens=40,
+                                  chunk_overlap=0), embedder)
+    cl100k = make_chunker(Settings(index_dir=Path("unused"), chunk_tokenizer="cl100k", chunk_tokens=40,
+                                   chunk_overlap=0), embedder)
+    assert all(embedder.count_pieces(c.text) <= 40 for c in model.chunks([text]))
+    assert any(embedder.count_pieces(c.text) > 40 for c in cl100k.chunks([text]))  # the units differ here
+
+
+def test_unknown_chunk_tokenizer_names_the_setting(embedder: Embedder) -> None:
+    with pytest.raises(ValueError, match="ASSISTANT_CHUNK_TOKENIZER"):
+        make_chunker(Settings(index_dir=Path("unused"), chunk_tokenizer="words"), embedder)

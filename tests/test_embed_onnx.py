@@ -230,3 +230,25 @@ def test_onnx_tokenizer_matches_the_models_fast_tokenizer() -> None:
     for text in texts:
         a, b = ours.encode(text), theirs.encode(text)
         assert (a.ids, a.offsets) == (b.ids, b.offsets), text
+
+
+def test_an_index_opens_with_the_precision_it_was_built_with(int8: Embedder, embedder: Embedder,
+                                                             tmp_path: Path) -> None:
+    """`embed_backend` picks the precision of a new index; an existing one keeps its own, so a
+    changed default never locks anyone out of an index they built before."""
+    from assistant.index import index_backend
+
+    fp32 = Settings(index_dir=tmp_path / "fp32", embed_backend="onnx")
+    Ingestor(fp32, embedder).ingest_texts([TextItem("doc:1", DOCS[0], "Measles")], progress=False)
+    assert index_backend(fp32.override(embed_backend="onnx-int8")) == "onnx"
+    assert index_backend(fp32.override(embed_backend="torch")) == "torch"
+    opened = Assistant(fp32.override(embed_backend="onnx-int8"))  # builds its own embedder
+    try:
+        assert opened.embedder.name == "all-MiniLM-L6-v2"
+        assert opened.search(QUERIES[3]).passages[0].text == DOCS[0]
+    finally:
+        opened.store.close()
+    quantized = Settings(index_dir=tmp_path / "int8", embed_backend="onnx-int8")
+    Ingestor(quantized, int8).ingest_texts([TextItem("doc:1", DOCS[0], "Measles")], progress=False)
+    assert index_backend(quantized.override(embed_backend="onnx")) == "onnx-int8"
+    assert index_backend(Settings(index_dir=tmp_path / "new", embed_backend="onnx")) == "onnx"  # no index yet
