@@ -4,15 +4,19 @@ units' spans and float16 vectors, manifest), `vectors-<gen>.faiss`
 approximate HNSW index, used for search once the index is large) and `bm25-<gen>/` (the BM25
 index, so readers load it instead of rebuilding it).
 
-Crash safety: changes go into one SQLite transaction and the in-memory FAISS index. `commit()`
-writes the generation's files (temp, fsync, rename), records their names in the same SQLite
-transaction, commits, then deletes the old files. A crash at any point leaves either the old
+Crash safety: changes go into one SQLite transaction and the writer's exact vectors (in memory, or
+for a large index on disk: see `index/flatfile.py`). `commit()` writes the generation's files (temp,
+fsync, rename), records their names in the same SQLite transaction, commits, then deletes the old files. A crash at any point leaves either the old
 (files, rows) set or the new one, never a mix; a writer removes uncommitted leftovers on open.
 One writer at a time: a second writer gets IndexLockedError instead of corrupting the index.
 
 Index type (`Settings.index_type`): "flat" searches the exact vectors; "hnsw" / "hnsw_sq8" build
 an HNSW graph (float32 / 8-bit scalar-quantized vectors); "auto" is flat below
 `approx_threshold` vectors and hnsw_sq8 from there on. Readers memory-map the vector files.
+
+Memory of a writer: past `IndexStore.max_memory_vector_bytes` of exact vectors it keeps them on disk
+(`DiskVectors`), and a commit builds the HNSW graph and the BM25 index from slices of the written
+files and a stream of stored terms, never from a full copy (1M x 384: under 2 GB instead of 8.3 GB).
 """
 
 from __future__ import annotations
@@ -23,17 +27,19 @@ import os
 import shutil
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from array import array
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import IO
 
-import bm25s
 import faiss
 import numpy as np
 
 from assistant.atomic import fsync_dir
+from assistant.index.bm25_build import build_bm25
+from assistant.index.flatfile import READ_FLAGS, SLICE_ROWS, DiskVectors, FlatFileError, iter_flat_file, read_layout
 from assistant.settings import Settings
 from assistant.text import content_terms
 
@@ -92,7 +98,9 @@ def unpack_units(n: int, spans: bytes, vectors: bytes, dim: int) -> tuple[np.nda
     return s, v
 
 INDEX_TYPES = ("auto", "flat", "hnsw", "hnsw_sq8")
-_READ_FLAGS = faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY
+_READ_FLAGS = READ_FLAGS
+ANN_TRAIN_SAMPLE = 100_000  # vectors the 8-bit quantizer's ranges are trained on
+RowSlices = Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]]  # each call: (vectors, ids) slices, in order
 
 
 def resolve_index_type(index_type: str, n_vectors: int, threshold: int) -> str:
@@ -104,25 +112,52 @@ def resolve_index_type(index_type: str, n_vectors: int, threshold: int) -> str:
     return index_type
 
 
-def build_ann(vectors: np.ndarray, ids: np.ndarray, kind: str, m: int = 32, ef_construction: int = 80) -> faiss.Index:
-    """An approximate inner-product index (IndexIDMap over HNSW) holding `vectors` under `ids`."""
-    dim = vectors.shape[1]
+def _empty_ann(dim: int, kind: str, m: int, ef_construction: int) -> faiss.Index:
     inner: faiss.Index
     if kind == "hnsw":
         inner = faiss.IndexHNSWFlat(dim, m, faiss.METRIC_INNER_PRODUCT)
     elif kind == "hnsw_sq8":
         inner = faiss.IndexHNSWSQ(dim, faiss.ScalarQuantizer.QT_8bit, m,  # type: ignore[arg-type]
                                   faiss.METRIC_INNER_PRODUCT)
-        sample = vectors[np.random.default_rng(0).choice(len(vectors), min(len(vectors), 100_000), replace=False)]
-        inner.train(np.ascontiguousarray(sample, dtype=np.float32))
     else:
         raise StoreError(f"{kind!r} is not an approximate index type")
     inner.hnsw.efConstruction = ef_construction
+    return inner
+
+
+def _training_sample(slices: Iterable[tuple[np.ndarray, np.ndarray]], n: int) -> np.ndarray:
+    """The same ANN_TRAIN_SAMPLE rows (random, seed 0) as the whole array would give, picked from slices."""
+    positions = np.sort(np.random.default_rng(0).choice(n, min(n, ANN_TRAIN_SAMPLE), replace=False))
+    parts, start = [], 0
+    for vectors, _ids in slices:
+        lo, hi = np.searchsorted(positions, [start, start + len(vectors)])
+        parts.append(np.array(vectors[positions[lo:hi] - start], dtype=np.float32))
+        start += len(vectors)
+    return np.concatenate(parts)
+
+
+def build_ann_from(slices: RowSlices, n: int, dim: int, kind: str, m: int = 32,
+                   ef_construction: int = 80) -> faiss.Index:
+    """An approximate inner-product index (IndexIDMap over HNSW) of `n` vectors read slice by slice:
+    `slices()` is read once for the quantizer's training sample (hnsw_sq8), once to add. Each slice
+    is quantized as it is added, so memory holds the graph and codes plus one slice, never all the
+    float32 vectors. Slices of SLICE_ROWS give the same index as `build_ann` on the whole array."""
+    inner = _empty_ann(dim, kind, m, ef_construction)
+    if kind == "hnsw_sq8":
+        inner.train(_training_sample(slices(), n))
     index = faiss.IndexIDMap(inner)
-    for start in range(0, len(vectors), 100_000):
-        index.add_with_ids(np.ascontiguousarray(vectors[start : start + 100_000], dtype=np.float32),
-                           np.ascontiguousarray(ids[start : start + 100_000], dtype=np.int64))
+    for vectors, ids in slices():
+        index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), np.ascontiguousarray(ids, dtype=np.int64))
     return index
+
+
+def build_ann(vectors: np.ndarray, ids: np.ndarray, kind: str, m: int = 32, ef_construction: int = 80) -> faiss.Index:
+    """`build_ann_from` over arrays in memory."""
+    def slices() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        for start in range(0, len(vectors), SLICE_ROWS):
+            yield vectors[start : start + SLICE_ROWS], ids[start : start + SLICE_ROWS]
+
+    return build_ann_from(slices, len(vectors), vectors.shape[1], kind, m, ef_construction)
 
 
 def _read_through(path: Path) -> None:
@@ -163,14 +198,6 @@ def search_vectors(flat: faiss.Index, ann: faiss.Index | None, query: np.ndarray
         exact = flat.reconstruct_batch(keys) @ q[0]
         found = sorted(zip(keys.tolist(), exact.tolist(), strict=True), key=lambda pair: -pair[1])
     return found[:k]
-
-
-def all_vectors(index: faiss.Index) -> tuple[np.ndarray, np.ndarray]:
-    """(vectors, ids) of an IndexIDMap2 over a flat index."""
-    ids = faiss.vector_to_array(index.id_map).astype(np.int64)  # type: ignore[attr-defined]
-    inner = faiss.downcast_index(index.index)  # type: ignore[attr-defined]
-    vectors = inner.reconstruct_n(0, inner.ntotal) if inner.ntotal else np.zeros((0, inner.d), np.float32)
-    return vectors, ids
 
 
 @lru_cache(maxsize=4096)
@@ -236,6 +263,8 @@ class IndexStore:
     """
 
     keyword_backend = "bm25s"  # the retriever runs BM25 (bm25s) over lexical_corpus() / bm25_files()
+    # Past this many bytes of exact vectors (64 MB: 43,690 at 384 dims) a writer keeps them on disk.
+    max_memory_vector_bytes = 64 * 2**20
 
     def __init__(self, folder: Path, model_name: str, dim: int, writable: bool,
                  settings: Settings | None = None) -> None:
@@ -247,7 +276,9 @@ class IndexStore:
         self._lock_handle: IO[str] | None = None
         self.ann: faiss.Index | None = None
         self.ann_kind = "flat"
-        self._added: list[int] = []
+        self._ann_mapped = False  # self.ann is a read-only mapping of the committed file
+        self.vectors: faiss.Index | DiskVectors
+        self._added = array("q")
         self._removed = False
         self._has_units_table = False  # chunk_units exists (checked on first use: old indexes lack it)
         if writable:
@@ -355,25 +386,30 @@ class IndexStore:
     def generation(self) -> int:
         return int(self._meta().get("generation", 0))
 
-    def _load_vectors(self) -> faiss.Index:
+    def _load_vectors(self) -> faiss.Index | DiskVectors:
         """The exact vectors (and the approximate index, into self.ann) of the committed generation.
 
-        Readers memory-map the files (pages load on use); a writer reads them into memory.
+        Readers memory-map the files (pages load on use); a writer reads them into memory, or for a
+        large index keeps them on disk (`DiskVectors`) and maps the approximate index.
         """
-        index: faiss.Index
+        index: faiss.Index | DiskVectors
         flags = 0 if self.writable else _READ_FLAGS
         for _attempt in range(5):
             meta = self._meta()
             name, ann_name = meta.get("vectors_file", ""), meta.get("ann_file", "")
             if not name:
                 index = faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
-                self.ann, self.ann_kind = None, "flat"
+                self.ann, self.ann_kind, self._ann_mapped = None, "flat", False
                 break
             try:
                 if ann_name and not self.writable:
                     _read_through(self.folder / ann_name)
-                index = faiss.read_index(str(self.folder / name), flags)
-                self.ann = faiss.read_index(str(self.folder / ann_name), flags) if ann_name else None
+                on_disk = self.writable and self._too_big_for_memory(self.folder / name)
+                index = (DiskVectors(self.folder, self.dim, self.folder / name) if on_disk
+                         else faiss.read_index(str(self.folder / name), flags))
+                ann_flags = READ_FLAGS if on_disk else flags
+                self.ann = faiss.read_index(str(self.folder / ann_name), ann_flags) if ann_name else None
+                self._ann_mapped = on_disk and self.ann is not None
                 self.ann_kind = meta.get("ann_kind", "flat") if ann_name else "flat"
                 break
             except RuntimeError:
@@ -383,10 +419,21 @@ class IndexStore:
             raise StoreError(f"index at {self.folder} is missing {name}; rebuild it with `assistant ingest`")
         if self.ann is not None:
             set_ef_search(self.ann, self.settings.hnsw_ef_search)
-        self._added, self._removed = [], False
+        self._added, self._removed = array("q"), False
         if self.writable:
             self._remove_stale_files(keep={name, ann_name, meta.get("bm25_dir", "")})
         return index
+
+    def _too_big_for_memory(self, path: Path) -> bool:
+        try:
+            layout = read_layout(path)
+        except (OSError, FlatFileError):
+            return False  # read_index reports a missing or unreadable file
+        return layout.ntotal * layout.dim * 4 > self.max_memory_vector_bytes
+
+    def _close_vectors(self) -> None:
+        if isinstance(self.vectors, DiskVectors):
+            self.vectors.close()
 
     def _remove_stale_files(self, keep: set[str]) -> None:
         for pattern in ("vectors-*.faiss*", "ann-*.faiss*", "bm25-*"):
@@ -481,21 +528,25 @@ class IndexStore:
         ids: list[int] = []
         docs: list[str] = []
         terms: list[list[str]] = []
-        titles: dict[str, list[str]] = {}
+        for chunk_id, doc_id, chunk_terms in self.iter_lexical(title_weight):
+            ids.append(chunk_id)
+            docs.append(doc_id)
+            terms.append(chunk_terms)
+        return ids, docs, terms
+
+    def iter_lexical(self, title_weight: int) -> Iterator[tuple[int, str, list[str]]]:
+        """(chunk id, doc id, BM25 terms) per chunk, in chunk id order, streamed from SQLite."""
         rows = self.db.execute(
             "SELECT c.id, c.doc_id, d.title, t.terms, c.text FROM chunks c JOIN documents d ON d.id = c.doc_id "
             "LEFT JOIN chunk_terms t ON t.chunk_id = c.id ORDER BY c.id"
         ) if self._has_table("chunk_terms") else (
             (r[0], r[1], r[7], None, r[6]) for r in self.db.execute(f"{_CHUNK_SELECT} ORDER BY c.id"))
+        last_doc, title_terms = None, []
         for chunk_id, doc_id, title, stored, text in rows:
-            title_terms = titles.get(doc_id)
-            if title_terms is None:
-                title_terms = titles[doc_id] = content_terms(title) if title_weight > 0 else []
+            if doc_id != last_doc:  # a document's chunks have consecutive ids: one title at a time
+                last_doc, title_terms = doc_id, (content_terms(title) if title_weight > 0 else [])
             body = stored.split() if stored is not None else content_terms(text)
-            ids.append(chunk_id)
-            docs.append(doc_id)
-            terms.append(title_terms * title_weight + body)
-        return ids, docs, terms
+            yield chunk_id, doc_id, title_terms * title_weight + body
 
     def chunk_docs(self, ids: Sequence[int]) -> dict[int, str]:
         """Per chunk id: its document id."""
@@ -584,6 +635,13 @@ class IndexStore:
         if ids:
             self.vectors.add_with_ids(np.asarray(vectors, dtype=np.float32), np.asarray(ids, dtype=np.int64))
             self._added.extend(int(i) for i in ids if i is not None)
+            self._move_vectors_to_disk_if_big()
+
+    def _move_vectors_to_disk_if_big(self) -> None:
+        """Once the in-memory exact vectors pass max_memory_vector_bytes, keep them on disk instead."""
+        if not isinstance(self.vectors, DiskVectors) and \
+                self.vectors.ntotal * self.dim * 4 > self.max_memory_vector_bytes:
+            self.vectors = DiskVectors.spilled_from(self.folder, self.vectors)
 
     def remove_document(self, doc_id: str) -> bool:
         self._begin()
@@ -603,9 +661,10 @@ class IndexStore:
             return
         generation = self.generation + 1
         name = f"vectors-{generation:08d}.faiss"
-        self._write_index(self.vectors, name)
-        ann_name, ann_kind = self._commit_ann(generation)
+        self._commit_vectors(name)
+        # BM25 before the HNSW graph: its build memory is freed before the graph's is taken.
         bm25_name, bm25_params = self._commit_bm25(generation)
+        ann_name, ann_kind = self._commit_ann(generation, self.folder / name)
         fsync_dir(self.folder)
         meta = self._meta()
         old = [meta.get("vectors_file", ""), meta.get("ann_file", ""), meta.get("bm25_dir", "")]
@@ -616,11 +675,23 @@ class IndexStore:
         )
         self.db.execute("COMMIT")
         self._in_tx = False
-        self._added, self._removed = [], False
+        self._added, self._removed = array("q"), False
+        if isinstance(self.vectors, DiskVectors):  # the committed file now holds every change
+            self.vectors.close()
+            self.vectors = DiskVectors(self.folder, self.dim, self.folder / name)
         for stale in old:
             if stale and stale not in (name, ann_name, bm25_name):
                 path = self.folder / stale
                 shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+
+    def _commit_vectors(self, name: str) -> None:
+        """Write the exact vectors of this generation: from memory, or streamed from disk."""
+        if isinstance(self.vectors, DiskVectors):
+            tmp = self.folder / f".{name}.tmp"
+            self.vectors.write(tmp)
+            os.replace(tmp, self.folder / name)
+        else:
+            self._write_index(self.vectors, name)
 
     def _write_index(self, index: faiss.Index, name: str) -> None:
         tmp = self.folder / f".{name}.tmp"
@@ -629,42 +700,58 @@ class IndexStore:
             os.fsync(handle.fileno())
         os.replace(tmp, self.folder / name)
 
-    def _commit_ann(self, generation: int) -> tuple[str, str]:
+    def _commit_ann(self, generation: int, vectors_file: Path) -> tuple[str, str]:
         """Write the approximate index for this generation when the index type asks for one.
 
-        Additions extend the previous graph; a removal (HNSW cannot delete) rebuilds it."""
+        Additions extend the previous graph; a removal (HNSW cannot delete) rebuilds it from the
+        generation's exact vectors file, read in slices. With the exact vectors on disk the writer
+        then maps the written graph instead of keeping it in memory."""
         s = self.settings
         kind = resolve_index_type(s.index_type, int(self.vectors.ntotal), s.approx_threshold)
         if kind == "flat" or self.vectors.ntotal == 0:
-            self.ann, self.ann_kind = None, "flat"
+            self.ann, self.ann_kind, self._ann_mapped = None, "flat", False
             return "", "flat"
         if self.ann is not None and self.ann_kind == kind and not self._removed:
-            if self._added:
-                ids = np.asarray(self._added, dtype=np.int64)
-                vectors = np.stack([self.vectors.reconstruct(int(i)) for i in ids]).astype(np.float32)
-                self.ann.add_with_ids(vectors, ids)
+            self._extend_ann()
         else:
-            vectors, ids = all_vectors(self.vectors)
-            self.ann = build_ann(vectors, ids, kind, s.hnsw_m, s.hnsw_ef_construction)
-            self.ann_kind = kind
+            self.ann = build_ann_from(lambda: iter_flat_file(vectors_file), int(self.vectors.ntotal), self.dim,
+                                      kind, s.hnsw_m, s.hnsw_ef_construction)
+            self.ann_kind, self._ann_mapped = kind, False
         set_ef_search(self.ann, s.hnsw_ef_search)
         name = f"ann-{generation:08d}.faiss"
         self._write_index(self.ann, name)
+        if isinstance(self.vectors, DiskVectors):
+            self.ann = None  # free the built graph before mapping the written one
+            self.ann, self._ann_mapped = faiss.read_index(str(self.folder / name), READ_FLAGS), True
+            set_ef_search(self.ann, s.hnsw_ef_search)
         return name, kind
 
+    def _extend_ann(self) -> None:
+        """Add this transaction's vectors to the previous graph, a slice at a time."""
+        assert self.ann is not None
+        if self._ann_mapped:  # a mapped index cannot grow: read it into memory
+            self.ann, self._ann_mapped = faiss.read_index(str(self.folder / self._meta()["ann_file"])), False
+        for start in range(0, len(self._added), SLICE_ROWS):
+            ids = np.asarray(self._added[start : start + SLICE_ROWS], dtype=np.int64)
+            self.ann.add_with_ids(self.vectors.reconstruct_batch(ids), ids)
+
     def _commit_bm25(self, generation: int) -> tuple[str, str]:
-        """Build and save the BM25 index of this generation (from the stored chunk terms)."""
+        """Build and save the BM25 index of this generation, streamed from the stored chunk terms."""
         s = self.settings
-        ids, _docs, terms = self.lexical_corpus(s.bm25_title_weight)
-        if not ids:
+        if self.db.execute("SELECT 1 FROM chunks LIMIT 1").fetchone() is None:
             return "", ""
-        bm25 = bm25s.BM25(k1=s.bm25_k1, b=s.bm25_b)
-        bm25.index([t or [""] for t in terms], show_progress=False)
         name = f"bm25-{generation:08d}"
         tmp = self.folder / f".{name}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
-        bm25.save(str(tmp), show_progress=False)
-        np.save(tmp / "chunk_ids.npy", np.asarray(ids, dtype=np.int64))
+        ids = array("q")
+
+        def terms() -> Iterator[list[str]]:
+            for chunk_id, _doc_id, chunk_terms in self.iter_lexical(s.bm25_title_weight):
+                ids.append(chunk_id)
+                yield chunk_terms
+
+        build_bm25(terms(), s.bm25_k1, s.bm25_b, tmp)
+        np.save(tmp / "chunk_ids.npy", np.frombuffer(ids, dtype=np.int64))
         for path in tmp.iterdir():
             with open(path, "rb") as handle:
                 os.fsync(handle.fileno())
@@ -677,10 +764,12 @@ class IndexStore:
         if self._in_tx:
             self.db.execute("ROLLBACK")
             self._in_tx = False
+            self._close_vectors()
             self.vectors = self._load_vectors()
 
     def close(self) -> None:
         self.rollback()
+        self._close_vectors()
         self.db.close()
         self._release_lock()
 
