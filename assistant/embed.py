@@ -126,7 +126,7 @@ class _Query:
 class Embedder:
     """Encodes texts to unit-length float32 vectors; knows the model's own token limit."""
 
-    def __init__(self, model: str = "all-MiniLM-L6-v2", backend: str = "onnx") -> None:
+    def __init__(self, model: str = "all-MiniLM-L6-v2", backend: str = "onnx-int8") -> None:
         self.model_name, self.backend = split_backend(model, backend)
         # What the index manifest records: model plus backend (plain model name for fp32).
         self.name = self.model_name + BACKEND_SUFFIX[self.backend]

@@ -34,7 +34,7 @@ class CachedEmbedder(Embedder):
     """Same interface as `Embedder`; `hits` and `misses` count texts looked up since creation."""
 
     def __init__(self, model: str = "all-MiniLM-L6-v2", cache_dir: Path | str | None = None,
-                 backend: str = "onnx") -> None:
+                 backend: str = "onnx-int8") -> None:
         super().__init__(model, backend)
         folder = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
         folder.mkdir(parents=True, exist_ok=True)

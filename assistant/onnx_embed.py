@@ -55,9 +55,11 @@ builds = 0  # exports done by this process (tests check that a second constructi
 # slower: MiniLM's activations for a few 256-piece texts stay in cache, and the memory arena stays
 # small. Measured on 1,619 SciFact chunks, 2 workers (benchmarks/RESULTS.md, "Ingest speed"):
 # int8 135 chunks/s at 32, 212-224 at 1-4, peak RSS 599 -> 179 MB; fp32 67 at 32, 88-96 at 1-4.
-# int8 runs one text per call so a vector never depends on its batch mates (dynamic quantization
-# scales activations per call), the same as a query's.
+# int8 always runs one text per call, whatever the caller asks for: dynamic quantization scales
+# activations per call, so in a batch a vector would depend on its batch mates (cosine 0.994 to
+# the same text alone). One per call, a text's vector is the same at ingest, in a query batch or alone.
 ENCODE_BATCH = {"fp32": 2, "int8": 1}
+MAX_BATCH = {"fp32": 1 << 30, "int8": 1}
 
 
 def detect_isa(cpuinfo: str | None = None) -> str:
@@ -216,6 +218,7 @@ class OnnxEncoder:
             threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
         self.workers = max(1, int(threads))
         self.batch_size = ENCODE_BATCH[precision]
+        self.max_batch = MAX_BATCH[precision]
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
         options = ort.SessionOptions()
@@ -274,7 +277,7 @@ class OnnxEncoder:
                normalize_embeddings: bool = True, show_progress_bar: bool = False, **_: Any) -> np.ndarray:
         """Unit vectors (if normalize_embeddings) in input order. Batches (`batch_size`, default
         `self.batch_size`) hold texts of similar token count (sorted, longest first), so padding stays low."""
-        batch_size = batch_size or self.batch_size
+        batch_size = min(batch_size or self.batch_size, self.max_batch)
         texts = list(texts)
         if not texts:
             return np.zeros((0, self._dim), dtype=np.float32)
@@ -306,7 +309,7 @@ class OnnxEncoder:
         mean of the last hidden states of the word pieces whose character offsets overlap it,
         L2-normalized (`pool_spans`). Same batching and threading as `encode`; the extra work is
         the tokenizer's offsets and the pooling."""
-        batch_size = batch_size or self.batch_size
+        batch_size = min(batch_size or self.batch_size, self.max_batch)
         texts = list(texts)
         if len(spans) != len(texts):
             raise ValueError(f"{len(texts)} texts but {len(spans)} span lists")

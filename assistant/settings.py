@@ -40,12 +40,13 @@ class Settings:
     store: str = field(default="", repr=False)
     # Embedding model: a registered name (see assistant.embed.MODELS) or a folder path.
     model: str = "all-MiniLM-L6-v2"
-    # How the model runs: "onnx" (fp32 through ONNX Runtime: the same vectors as "torch", the fp32
-    # sentence-transformers model, in less time per call), "torch", or "onnx-int8" (int8 weights:
-    # about 3x faster ingest, but it lowered a golden-set score, so it is opt-in). The ONNX files are
-    # built once into ~/.cache/assistant/onnx. The index records int8 with the model name
-    # ("all-MiniLM-L6-v2+onnx-int8"): an int8 index opens only with int8, an fp32 one with onnx or torch.
-    embed_backend: str = "onnx"
+    # How the model runs: "onnx-int8" (int8 weights in ONNX Runtime, the default: about 2.3x the fp32
+    # ingest rate in a fifth of the memory, within 1 point of fp32 on held-out answers and 0.002 on
+    # SciFact nDCG@10; benchmarks/RESULTS.md, "Ingest speed and memory"), "onnx" (fp32 through ONNX
+    # Runtime: the same vectors as "torch") or "torch" (the fp32 sentence-transformers model). The
+    # ONNX files are built once into ~/.cache/assistant/onnx. This picks the precision of a NEW index:
+    # an existing index opens with the precision it was built with (`index.index_backend`).
+    embed_backend: str = "onnx-int8"
     # What each chunk's vector is computed from: "none" (the chunk alone) or "title" (the document
     # title, then the chunk, unless the chunk already starts with it). "title" helped on BEIR SciFact
     # (train dense nDCG@10 0.681 -> 0.691) but lowered the news golden set (17/20 answers instead of

@@ -56,6 +56,14 @@ def onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 @pytest.fixture(scope="module")
+def embedder(onnx_cache: Path) -> Embedder:
+    """The fp32 model (ONNX Runtime), the reference the int8 one is compared with."""
+    fp32 = Embedder("all-MiniLM-L6-v2", backend="onnx")
+    fp32.encode(["warm up"])
+    return fp32
+
+
+@pytest.fixture(scope="module")
 def int8(onnx_cache: Path) -> Embedder:
     before = onnx_embed.builds
     embedder = Embedder("all-MiniLM-L6-v2", backend="onnx-int8")
@@ -65,11 +73,11 @@ def int8(onnx_cache: Path) -> Embedder:
 
 
 def test_names_carry_the_backend() -> None:
-    assert Embedder("all-MiniLM-L6-v2").name == "all-MiniLM-L6-v2"  # existing indexes keep working
+    assert Embedder("all-MiniLM-L6-v2", backend="onnx").name == "all-MiniLM-L6-v2"  # fp32 indexes keep working
     assert Embedder("all-MiniLM-L6-v2", backend="onnx-int8").name == "all-MiniLM-L6-v2+onnx-int8"
     assert split_backend("all-MiniLM-L6-v2+onnx-int8") == ("all-MiniLM-L6-v2", "onnx-int8")
     assert Embedder("all-MiniLM-L6-v2", backend="torch").name == "all-MiniLM-L6-v2"  # fp32 either way
-    assert Settings().embed_backend == "onnx" and Embedder().backend == "onnx"
+    assert Settings().embed_backend == "onnx-int8" and Embedder().backend == "onnx-int8"  # the default
     with pytest.raises(ValueError, match="embed_backend"):
         Embedder("all-MiniLM-L6-v2", backend="tensorrt")
 
@@ -142,9 +150,9 @@ def test_index_built_with_torch_refuses_the_int8_backend(int8: Embedder, embedde
     Assistant(settings, embedder).store.close()
 
 
-def test_int8_batches_are_sorted_by_token_count_and_workers_do_not_change_vectors(int8: Embedder) -> None:
-    model = int8.model
-    texts = [" ".join(["word"] * n) + f" {i}" for i, n in enumerate([3, 40, 1, 90, 12, 12, 60, 7, 25])]
+def _record_widths(encoder: Embedder, texts: list[str], batch_size: int) -> tuple[list[list[int]], np.ndarray, np.ndarray]:
+    """(token counts per model call, vectors with 1 worker, vectors with 3 workers)."""
+    model = encoder.model
     widths: list[list[int]] = []
     real_forward = model._forward
 
@@ -153,21 +161,37 @@ def test_int8_batches_are_sorted_by_token_count_and_workers_do_not_change_vector
         return real_forward(ids)
 
     model._forward = recording  # instance attribute: only this test's calls
+    saved = model.workers
     try:
-        saved = model.workers
         model.workers = 1
-        serial = int8.encode(texts, batch_size=2)
+        serial = encoder.encode(texts, batch_size=batch_size)
         model.workers = 3
-        parallel = int8.encode(texts, batch_size=2)
+        parallel = encoder.encode(texts, batch_size=batch_size)
     finally:
         model.workers = saved
         del model._forward
-    lengths = sorted((int8.count_tokens(t) for t in texts), reverse=True)
-    assert widths[: len(widths) // 2] == [lengths[i : i + 2] for i in range(0, len(texts), 2)]  # longest first
+    return widths, serial, parallel
+
+
+VARIED = [" ".join(["word"] * n) + f" {i}" for i, n in enumerate([3, 40, 1, 90, 12, 12, 60, 7, 25])]
+
+
+def test_fp32_batches_are_sorted_by_token_count_and_workers_do_not_change_vectors(embedder: Embedder) -> None:
+    widths, serial, parallel = _record_widths(embedder, VARIED, batch_size=2)
+    lengths = sorted((embedder.count_tokens(t) for t in VARIED), reverse=True)
+    assert widths[: len(widths) // 2] == [lengths[i : i + 2] for i in range(0, len(VARIED), 2)]  # longest first
     assert sorted(map(tuple, widths[len(widths) // 2 :])) == sorted(map(tuple, widths[: len(widths) // 2]))
     assert np.array_equal(serial, parallel)  # same batches, same vectors, same (input) order
-    single = np.stack([int8.encode([t])[0] for t in texts])
-    assert np.sum(single * serial, axis=1).min() > 0.98
+
+
+def test_int8_runs_one_text_per_call_so_a_vector_never_depends_on_its_batch(int8: Embedder) -> None:
+    """Dynamic quantization scales activations per call: in a shared call a vector would change
+    with its batch mates. int8 runs every text alone, whatever batch size the caller asks for."""
+    widths, serial, parallel = _record_widths(int8, VARIED, batch_size=4)
+    assert all(len(w) == 1 for w in widths) and len(widths) == 2 * len(VARIED)
+    assert sorted(w[0] for w in widths[: len(VARIED)]) == sorted(int8.count_tokens(t) for t in VARIED)
+    single = np.stack([int8.encode([t])[0] for t in VARIED])
+    assert np.array_equal(serial, parallel) and np.array_equal(single, serial)
 
 
 def test_fp32_onnx_gives_torchs_vectors_and_opens_its_indexes(onnx_cache: Path, embedder: Embedder,

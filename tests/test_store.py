@@ -15,8 +15,7 @@ import numpy as np
 import pytest
 
 from assistant.embed import Embedder
-from assistant.index import DocumentRecord, IndexLockedError, IndexStore, ModelMismatchError, StoreError
-from assistant.index import bm25_build
+from assistant.index import DocumentRecord, IndexLockedError, IndexStore, ModelMismatchError, StoreError, bm25_build
 from assistant.index import store as store_module
 from assistant.index.flatfile import DiskVectors, FlatFileError, FlatFileWriter, iter_flat_file, read_layout
 from assistant.index.store import build_ann

@@ -77,9 +77,10 @@ def test_chunk_vectors_equal_encode_and_units_are_unit_length(backend: str, embe
     assert model.encode_units([], [])[1] == [] and model.encode_units([], [])[0].shape == (0, model.dim)
 
 
-def test_onnx_and_torch_unit_vectors_agree(embedder: Embedder, torch_embedder: Embedder) -> None:
+def test_onnx_and_torch_unit_vectors_agree(torch_embedder: Embedder) -> None:
+    """fp32 in ONNX Runtime and in torch: the same units (int8, the default, is close, not equal)."""
     texts, spans = texts_and_spans()
-    _a, onnx_units = embedder.encode_units(texts, spans)
+    _a, onnx_units = Embedder("all-MiniLM-L6-v2", "onnx").encode_units(texts, spans)
     _b, torch_units = torch_embedder.encode_units(texts, spans)
     for x, y in zip(onnx_units, torch_units, strict=True):
         assert float(np.min(np.sum(x * y, axis=1))) > 0.9999
