@@ -1,7 +1,7 @@
 """Token-aware chunking of a streamed document into contiguous, overlapping passages.
 
-Chunks break at sentence boundaries, are at most `chunk_tokens` tokens (counted by `count`: the
-embedding model's word pieces at ingest, cl100k by default), and carry the
+Chunks break at sentence boundaries, are at most `chunk_tokens` tokens (cl100k by default, or what
+`count` counts: `make_chunker` passes the model's word pieces for CHUNK_TOKENIZER=model), and carry the
 last sentences of the previous chunk (up to `overlap_tokens`). A line of 8+ words seen before
 in the same document (news pages repeat their lead and embedded posts) is dropped and forces a
 chunk break, so every chunk stays one contiguous slice `text[start:end]` of the document.

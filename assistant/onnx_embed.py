@@ -53,7 +53,7 @@ builds = 0  # exports done by this process (tests check that a second constructi
 
 # Texts per ONNX Runtime call when the caller does not say. Small batches are faster on CPU, not
 # slower: MiniLM's activations for a few 256-piece texts stay in cache, and the memory arena stays
-# small. Measured on 1,619 SciFact chunks, 2 workers (benchmarks/RESULTS.md, "Ingest speed"):
+# small. Measured on 1,619 SciFact chunks, 2 workers (benchmarks/RESULTS.md, "Ingest speed and memory"):
 # int8 135 chunks/s at 32, 212-224 at 1-4, peak RSS 599 -> 179 MB; fp32 67 at 32, 88-96 at 1-4.
 # int8 always runs one text per call, whatever the caller asks for: dynamic quantization scales
 # activations per call, so in a batch a vector would depend on its batch mates (cosine 0.994 to

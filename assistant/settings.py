@@ -40,9 +40,9 @@ class Settings:
     store: str = field(default="", repr=False)
     # Embedding model: a registered name (see assistant.embed.MODELS) or a folder path.
     model: str = "all-MiniLM-L6-v2"
-    # How the model runs: "onnx-int8" (int8 weights in ONNX Runtime, the default: about 2.3x the fp32
-    # ingest rate in a fifth of the memory, within 1 point of fp32 on held-out answers and 0.002 on
-    # SciFact nDCG@10; benchmarks/RESULTS.md, "Ingest speed and memory"), "onnx" (fp32 through ONNX
+    # How the model runs: "onnx-int8" (int8 weights in ONNX Runtime, the default: about 2.2x fp32's
+    # encode rate, within 1 point of fp32 on held-out answers, 0.0013 below it on SciFact test
+    # nDCG@10; benchmarks/RESULTS.md, "Ingest speed and memory"), "onnx" (fp32 through ONNX
     # Runtime: the same vectors as "torch") or "torch" (the fp32 sentence-transformers model). The
     # ONNX files are built once into ~/.cache/assistant/onnx. This picks the precision of a NEW index:
     # an existing index opens with the precision it was built with (`index.index_backend`).
