@@ -23,6 +23,12 @@ from assistant.ingest import Ingestor
 from assistant.settings import Settings
 
 
+def _default_sigint() -> None:
+    """The child gets Ctrl-C's default action even when this test runs as a background job of a
+    non-interactive shell (which starts it with SIGINT ignored, and Python keeps an ignored SIGINT)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_stops_the_ingest_within_2_s_and_keeps_the_committed_state(tmp_path: Path, embedder: Embedder,
                                                                           check_index) -> None:
     settings = Settings(index_dir=tmp_path / "index")
@@ -44,7 +50,8 @@ def test_ctrl_c_stops_the_ingest_within_2_s_and_keeps_the_committed_state(tmp_pa
            "ASSISTANT_EMBED_BATCH_CHUNKS": "16", "ASSISTANT_CHECKPOINT_CHUNKS": "10"}
     code = "import sys; from assistant.cli import main; sys.exit(main())"
     process = subprocess.Popen([sys.executable, "-c", code, "ingest", str(bulk), "--index-dir", str(settings.index_dir),
-                                "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+                                "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                               preexec_fn=_default_sigint)
     try:
         deadline = time.monotonic() + 150
         while int(IndexStore.read_manifest(settings.index_dir).get("generation", 0)) <= generation:
