@@ -29,7 +29,8 @@ from qa_folds import SQUAD
 from train_answerer import COL, collect, cross_validate, summarize
 
 from assistant.answer_rules import RuleAnswerer
-from assistant.eval import ItemResult, risk_coverage
+from assistant.evaluation.risk import risk_coverage
+from assistant.evaluation.scoring import ItemResult
 from assistant.settings import Settings
 from assistant.text import normalize
 

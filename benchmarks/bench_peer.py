@@ -23,7 +23,7 @@ Run from the project root (prints progress to stderr, the table to stdout):
   ours: Assistant.search and Assistant.ask), warm-up calls untimed.
 - --quality: nDCG@10 on the SciFact test split over the full corpus (5,183 docs; slow: both sides
   ingest it once), each side retrieving the top --quality-k nodes/chunks per query, documents
-  ranked by their best node/chunk, scored by assistant.beir.
+  ranked by their best node/chunk, scored by assistant.evaluation.beir.
 - Quiet machine: the 1-minute load before/after each phase and the CPU other processes used while
   it ran (/proc/stat minus the phase's own CPU time) are recorded; a warning is printed when
   either says the machine was busy.
@@ -241,7 +241,7 @@ def write_corpus(beir: Path, limit: int | None, folder: Path) -> int:
 
 def test_queries(beir: Path, limit: int | None) -> list[dict[str, str]]:
     """Judged test queries in qrels order (as benchmarks/bench_query.py picks them)."""
-    from assistant.beir import read_qrels
+    from assistant.evaluation.beir import read_qrels
 
     texts = {}
     with open(beir / "queries.jsonl", encoding="utf-8") as handle:
@@ -504,7 +504,7 @@ def ingest_rounds(run: Run, docs_dir: Path, queries_file: Path, rounds: int) -> 
 
 def quality_phase(run: Run, beir: Path, k: int) -> dict[str, Any]:
     """nDCG@10 on SciFact test over the full corpus, both sides on the same files."""
-    from assistant.beir import evaluate_rankings, read_qrels
+    from assistant.evaluation.beir import evaluate_rankings, read_qrels
 
     docs_dir = run.work / "corpus-full"
     n = write_corpus(beir, None, docs_dir)

@@ -123,8 +123,8 @@ def main() -> None:
     import faiss
     import torch
 
-    from assistant.bench import default_bench_dir
     from assistant.embed import Embedder
+    from assistant.evaluation.bench import default_bench_dir
     from assistant.pipeline import Assistant
     from assistant.settings import Settings
 

@@ -23,9 +23,10 @@ from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from assistant.bench import TUNED_FIELDS  # noqa: E402
 from assistant.embed import Embedder  # noqa: E402
-from assistant.eval import evaluate, read_golden  # noqa: E402
+from assistant.evaluation.bench import TUNED_FIELDS  # noqa: E402
+from assistant.evaluation.golden import read_golden  # noqa: E402
+from assistant.evaluation.run import evaluate  # noqa: E402
 from assistant.ingest import Ingestor  # noqa: E402
 from assistant.pipeline import Assistant  # noqa: E402
 from assistant.settings import Settings  # noqa: E402

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from support import shared_embedder
 
-from assistant.beir import BeirFormatError, evaluate_rankings, load_beir, ndcg_at_k, recall_at_k
+from assistant.evaluation.beir import BeirFormatError, evaluate_rankings, load_beir, ndcg_at_k, recall_at_k
 from assistant.settings import Settings
 
 CORPUS = [
@@ -80,7 +80,7 @@ def test_metrics_match_hand_computed_values() -> None:
 
 
 def test_embedding_cache_returns_identical_vectors_without_the_model(tmp_path: Path) -> None:
-    from assistant.embed_cache import CachedEmbedder
+    from assistant.evaluation.embed_cache import CachedEmbedder
 
     cached = CachedEmbedder("all-MiniLM-L6-v2", tmp_path / "cache")
     cached._model = shared_embedder().model  # share the loaded model
@@ -98,7 +98,7 @@ def test_embedding_cache_returns_identical_vectors_without_the_model(tmp_path: P
 
 
 def test_bench_runs_the_product_retriever_and_caches_embeddings(tmp_path: Path) -> None:
-    from assistant.bench import run_retrieval_bench
+    from assistant.evaluation.bench import run_retrieval_bench
 
     folder = write_beir(tmp_path / "tiny")
     kwargs = {"settings": Settings(index_dir=tmp_path / "unused"), "cache_dir": tmp_path / "cache",
@@ -153,7 +153,7 @@ def test_fusion_functions_by_hand() -> None:
 
 
 def test_bench_with_pseudo_relevance_feedback_and_relative_fusion(tmp_path: Path) -> None:
-    from assistant.bench import run_retrieval_bench
+    from assistant.evaluation.bench import run_retrieval_bench
 
     folder = write_beir(tmp_path / "tiny")
     settings = Settings(index_dir=tmp_path / "unused", fusion="relative", prf_weight=0.5, prf_depth=2)

@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 from assistant.answer import Citation
-from assistant.eval import ItemResult, calibrate, read_golden, score_item, totals
+from assistant.evaluation.golden import read_golden
+from assistant.evaluation.run import calibrate
+from assistant.evaluation.scoring import ItemResult, score_item, totals
 from assistant.pipeline import AskResult
 from assistant.retrieve import Passage
 
@@ -41,7 +43,7 @@ def test_read_golden_reports_bad_lines_with_numbers(tmp_path: Path) -> None:
 
 
 def test_score_item_normalizes_and_checks_cited_passages() -> None:
-    from assistant.eval import GoldenItem
+    from assistant.evaluation.golden import GoldenItem
 
     good = _passage(1, "The plan was \u201cas much as 90 per cent\u201d agreed.")
     other = _passage(2, "Unrelated text about weather.")
@@ -112,7 +114,7 @@ def _rc_items() -> list[ItemResult]:
 
 
 def test_aurc_and_oracle_match_hand_computed_values_with_a_tie() -> None:
-    from assistant.eval import aurc, oracle_aurc
+    from assistant.evaluation.risk import aurc, oracle_aurc
 
     results = _rc_items()
     assert aurc(results) == pytest.approx((0 + 0.25 + 1 / 3 + 0.5) / 4)
@@ -124,7 +126,7 @@ def test_aurc_and_oracle_match_hand_computed_values_with_a_tie() -> None:
 
 
 def test_aurc_counts_an_abstained_answerable_item_as_wrong_and_perfect_order_equals_oracle() -> None:
-    from assistant.eval import aurc, oracle_aurc
+    from assistant.evaluation.risk import aurc, oracle_aurc
 
     results = [
         _item("a1", True, False, True, True, 1, 1, 0.8, 1),
@@ -139,7 +141,7 @@ def test_aurc_counts_an_abstained_answerable_item_as_wrong_and_perfect_order_equ
 
 
 def test_risk_coverage_curve_and_table() -> None:
-    from assistant.eval import risk_coverage, risk_coverage_curve
+    from assistant.evaluation.risk import risk_coverage, risk_coverage_curve
 
     curve = risk_coverage_curve(_rc_items())
     assert [(p["threshold"], p["answered"], p["wrong"]) for p in curve] == [(0.9, 1, 0), (0.6, 3, 1), (0.3, 4, 2)]
@@ -158,7 +160,7 @@ def test_risk_coverage_curve_and_table() -> None:
 
 
 def test_report_carries_risk_coverage_in_json_text_and_markdown() -> None:
-    from assistant.eval import EvalReport
+    from assistant.evaluation.report import EvalReport
 
     results = _rc_items()
     report = EvalReport(results, totals(results), [], {"abstain_threshold": 0.0, "configured_abstain_threshold": 0.445})

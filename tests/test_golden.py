@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 from support import fresh_postgres_url, shared_embedder, shared_path
 
-from assistant.eval import evaluate, read_golden
+from assistant.evaluation.golden import read_golden
+from assistant.evaluation.run import evaluate
 from assistant.ingest import Ingestor
 from assistant.pipeline import Assistant
 from assistant.settings import Settings

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from assistant.cli import main
-from assistant.eval import looks_like_squad, read_golden, read_items, read_squad
+from assistant.evaluation.golden import read_golden
+from assistant.evaluation.squad import looks_like_squad, read_items, read_squad
 
 HARBOUR = ("The harbour of Vessa was rebuilt in 1954 after a storm destroyed the old pier. "
            "The new pier is 420 metres long. It was designed by engineer Tove Rask.")

@@ -26,9 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from assistant.beir import BeirDataset, evaluate_rankings, load_beir
 from assistant.embed import BACKEND_SUFFIX, split_backend
-from assistant.embed_cache import CachedEmbedder, default_cache_dir
+from assistant.evaluation.beir import BeirDataset, evaluate_rankings, load_beir
+from assistant.evaluation.embed_cache import CachedEmbedder, default_cache_dir
 from assistant.index import IndexStore, Store, open_store, store_location
 from assistant.ingest import Ingestor, TextItem
 from assistant.retrieve import MODES, HybridRetriever, _Lexical
