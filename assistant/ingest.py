@@ -11,21 +11,18 @@ from __future__ import annotations
 
 import hashlib
 import os
-import stat
 import sys
 import threading
 import time
-import unicodedata
-from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from assistant.chunk import EMBED_CONTEXTS, Chunk, Chunker, embedding_text, make_chunker
+from assistant.chunk import EMBED_CONTEXTS, Chunker, make_chunker
 from assistant.embed import Embedder
 from assistant.index import (
     DocumentRecord,
@@ -36,92 +33,22 @@ from assistant.index import (
     read_manifest,
     store_location,
 )
-from assistant.loaders import Limits, LoadedDocument, LoadError, content_hash, is_supported, load
+from assistant.ingest_files import collect_files
+from assistant.ingest_flow import (
+    CancellableBar,
+    EncodePipeline,
+    Feed,
+    Pending,
+    Prepared,
+    committed,
+    load_chunks,
+)
+from assistant.ingest_report import FileResult, IngestInterrupted, IngestReport, printable_name
+from assistant.loaders import Limits, LoadedDocument, LoadError, content_hash, load
 from assistant.settings import Settings
-from assistant.units import split_units
 
-STATUSES = ("added", "updated", "unchanged", "removed", "failed", "skipped")
-
-
-@dataclass
-class FileResult:
-    source: str
-    status: str
-    reason: str = ""
-    chunks: int = 0
-    doc_id: str = ""
-
-
-@dataclass
-class IngestReport:
-    results: list[FileResult] = field(default_factory=list)
-    embedded_chunks: int = 0
-    seconds: float = 0.0
-
-    def count(self, status: str) -> int:
-        return sum(1 for r in self.results if r.status == status)
-
-    @property
-    def failed(self) -> list[FileResult]:
-        return [r for r in self.results if r.status == "failed"]
-
-    def summary(self) -> str:
-        """Counts, then one line per failed or skipped path and per added file with a note (names
-        escaped: a newline or a terminal control character in a file name cannot forge a line)."""
-        counts = ", ".join(f"{self.count(s)} {s}" for s in STATUSES)
-        lines = [f"{counts}; {self.embedded_chunks} chunks embedded in {self.seconds:.1f} s"]
-        for r in self.results:
-            if r.status in ("failed", "skipped") or (r.reason and r.status in ("added", "updated")):
-                lines.append(f"  {r.status}: {printable_name(r.source)}: {printable_name(r.reason)}")
-        return "\n".join(lines)
-
-
-def printable_name(text: str) -> str:
-    """`text` safe to print on one terminal line: control and format characters (newline, ESC,
-    bidi overrides ...) as escapes like \\n, \\x1b, \\u202e; a file-name byte that is not UTF-8
-    (a surrogate escape from the file system) as \\xe9; everything else as it is."""
-    if text.isprintable():
-        return text
-    out = []
-    for ch in text:
-        code = ord(ch)
-        if 0xDC80 <= code <= 0xDCFF:  # os.fsdecode's escape of an undecodable byte
-            out.append(f"\\x{code - 0xDC00:02x}")
-        elif ch.isprintable() or unicodedata.category(ch) == "Zs":  # spaces (no-break too) stay
-            out.append(ch)
-        else:
-            out.append(repr(ch)[1:-1] if code < 0x80 else f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}")
-    return "".join(out)
-
-
-class IngestInterrupted(KeyboardInterrupt):
-    """Ctrl-C during an ingest: queued work is cancelled and nothing after the last commit is kept.
-    `before` is the first file whose changes were not committed (None: the ingest had not started)."""
-
-    def __init__(self, before: str | None) -> None:
-        super().__init__(before or "")
-        self.before = before
-
-    def message(self) -> str:
-        where = f"before {self.before}" if self.before else "before this ingest"
-        return f"interrupted; the index is as it was {where}"
-
-
-class _Cancelled(Exception):
-    """Raised in the encode thread at its next step once the ingest is interrupted."""
-
-
-class _CancellableBar:
-    """The chunks progress bar, as the encode thread sees it: its update() after each encode step
-    raises once the ingest is cancelled, so a long batch stops at the next step, not at its end."""
-
-    def __init__(self, bar: tqdm, cancelled: threading.Event) -> None:
-        self._bar, self._cancelled = bar, cancelled
-
-    def update(self, n: int = 1) -> None:
-        if self._cancelled.is_set():
-            raise _Cancelled
-        self._bar.update(n)
+__all__ = ["FileResult", "IngestInterrupted", "IngestReport", "Ingestor", "TextItem", "collect_files", "document_id",
+           "printable_name"]
 
 
 @dataclass
@@ -133,248 +60,10 @@ class TextItem:
     title: str = ""
 
 
-@dataclass
-class _Pending:
-    record: DocumentRecord
-    chunks: list[Chunk]
-    result: FileResult
-
-
-@dataclass
-class _Prepared:
-    """One item after the loader thread: facts, and chunks unless it looked unchanged."""
-
-    source: str
-    reason: str | None = None  # set: the item failed (the reason is reported)
-    digest: str = ""
-    size: int = 0
-    loader: Callable[[], LoadedDocument] | None = None
-    title: str = ""
-    chunks: list[Chunk] | None = None
-    note: str = ""  # the loader's remark for the report (e.g. a PDF read with an empty password)
-
-
-def _load_chunks(loader: Callable[[], LoadedDocument], chunker: Chunker) -> tuple[str, list[Chunk], str]:
-    loaded = loader()
-    chunks = list(chunker.chunks(loaded.segments))
-    if not chunks:
-        raise LoadError("no text to index after cleaning")
-    return loaded.title, chunks, loaded.note
-
-
-class _Feed:
-    """Loader thread → ingest thread, in order. Bounded by queued chunks (at least one item always
-    fits), so a slow encoder holds back loading rather than filling memory."""
-
-    def __init__(self, max_chunks: int) -> None:
-        self._max = max_chunks
-        self._items: deque[tuple[_Prepared, int]] = deque()
-        self._queued = 0
-        self._cond = threading.Condition()
-        self._closed = False
-        self._error: BaseException | None = None
-
-    def put(self, item: _Prepared, weight: int) -> bool:
-        """False once the consumer has closed the feed."""
-        with self._cond:
-            while self._items and self._queued + weight > self._max and not self._closed:
-                self._cond.wait()
-            if self._closed:
-                return False
-            self._items.append((item, weight))
-            self._queued += weight
-            self._cond.notify_all()
-            return True
-
-    def fail(self, error: BaseException) -> None:
-        with self._cond:
-            self._error = error
-            self._cond.notify_all()
-
-    def get(self) -> _Prepared:
-        with self._cond:
-            while not self._items and self._error is None:
-                self._cond.wait()
-            if self._items:
-                item, weight = self._items.popleft()
-                self._queued -= weight
-                self._cond.notify_all()
-                return item
-            assert self._error is not None
-            raise self._error
-
-    def close(self) -> None:
-        with self._cond:
-            self._closed = True
-            self._items.clear()
-            self._cond.notify_all()
-
-
-class _EncodePipeline:
-    """Batch k is encoded on the encode thread while the ingest thread writes batch k-1 and
-    prepares batch k+1. `submit` returns the chunks it wrote (those of the previous batch)."""
-
-    def __init__(self, ingestor: Ingestor, store: Store, report: IngestReport, encoder: ThreadPoolExecutor,
-                 bar: tqdm) -> None:
-        self._ingestor, self._store, self._report = ingestor, store, report
-        self._encoder, self._bar = encoder, bar
-        self._inflight: tuple[Future[tuple[np.ndarray, list[np.ndarray] | None]], list[_Pending],
-                              list[np.ndarray]] | None = None
-        self._checked = False
-
-    def submit(self, pending: list[_Pending]) -> int:
-        if not pending:
-            return 0
-        if not self._checked:  # before anything is encoded or written
-            self._ingestor._check_dim(self._store)
-            self._checked = True
-        texts, spans, relative = _unit_inputs(pending, self._ingestor.embed_context)
-        future = self._encoder.submit(self._ingestor._encode, texts, self._bar, relative)
-        written = self.drain()
-        self._inflight = (future, pending, spans)
-        return written
-
-    def drain(self) -> int:
-        if self._inflight is None:
-            return 0
-        future, pending, spans = self._inflight
-        self._inflight = None
-        vectors, unit_vectors = future.result()
-        units = None if unit_vectors is None else list(zip(spans, unit_vectors, strict=True))
-        return self._ingestor._write(self._store, pending, vectors, self._report, units)
-
-
-def _unit_inputs(pending: list[_Pending], context: str) -> tuple[list[str], list[np.ndarray], list[list[tuple[int, int]]]]:
-    """Per chunk: the text the model sees, its answer units' absolute spans (int32, shape (n, 2), from
-    `split_units(chunk.text, chunk.start)`) and the same spans relative to the embedded text (shifted
-    past the title `embedding_text` may put in front, so they point at the chunk's own characters)."""
-    texts: list[str] = []
-    spans: list[np.ndarray] = []
-    relative: list[list[tuple[int, int]]] = []
-    for p in pending:
-        for c in p.chunks:
-            text = embedding_text(p.record.title, c.text, context)
-            if not text.endswith(c.text):  # embedding_text only ever puts something in front
-                raise RuntimeError("embedding_text changed the chunk's own text; unit spans would not match")
-            shift = len(text) - len(c.text) - c.start
-            absolute = np.asarray([(u.start, u.end) for u in split_units(c.text, c.start)],
-                                  dtype=np.int32).reshape(-1, 2)
-            texts.append(text)
-            spans.append(absolute)
-            relative.append([(int(a) + shift, int(b) + shift) for a, b in absolute])
-    return texts, spans, relative
-
-
-def _committed(store: Store, generation: int) -> bool:
-    """Whether the store's committed generation has reached `generation` (False if it cannot tell)."""
-    try:
-        return store.generation >= generation
-    except Exception:  # noqa: BLE001 - an interrupted store may refuse reads: keep the older answer
-        return False
-
 
 def document_id(source: str) -> str:
     return "d" + hashlib.sha1(source.encode("utf-8")).hexdigest()[:15]
 
-
-def _unreadable(exc: OSError) -> str:
-    return exc.strerror or type(exc).__name__
-
-
-def _bad_name(path: Path) -> FileResult | None:
-    """A path that is not valid UTF-8 (bytes of another encoding in a file name) cannot be stored
-    or shown as a source: a failure that says so, instead of a UnicodeEncodeError later."""
-    try:
-        str(path).encode("utf-8")
-        return None
-    except UnicodeEncodeError:
-        bad = next((f"byte 0x{ord(c) - 0xDC00:02x}" for c in str(path) if 0xDC80 <= ord(c) <= 0xDCFF), "a surrogate")
-        return FileResult(str(path), "failed",
-                          f"the name is not valid UTF-8 ({bad}): rename it in UTF-8 "
-                          "(for example `convmv -f latin1 -t utf-8 --notest NAME`)")
-
-
-def _walk(root: Path, files: list[Path], notes: list[FileResult]) -> None:
-    """Supported files under the folder `root` (hidden entries skipped, symlinked folders not
-    walked); a folder or entry that cannot be read is a failure naming it, never a silent gap."""
-    found: list[Path] = []
-    seen: set[tuple[int, int]] = set()
-    stack = [root]
-    while stack:
-        folder = stack.pop()
-        try:
-            info = folder.stat()
-            if (info.st_dev, info.st_ino) in seen:
-                continue  # a symlink loop or a folder reached twice
-            seen.add((info.st_dev, info.st_ino))
-            with os.scandir(folder) as scan:
-                entries = list(scan)
-        except OSError as exc:
-            notes.append(FileResult(str(folder), "failed", f"cannot read this folder ({_unreadable(exc)}): nothing "
-                                    "under it was ingested; check its permissions"))
-            continue
-        for entry in entries:
-            if entry.name.startswith("."):
-                continue
-            child = folder / entry.name
-            try:
-                is_dir = entry.is_dir(follow_symlinks=False)  # symlinked folders are not walked (as rglob)
-                is_file = not is_dir and entry.is_file()
-            except OSError as exc:
-                notes.append(FileResult(str(child), "failed", f"cannot read it ({_unreadable(exc)}); check its permissions"))
-                continue
-            if is_dir:
-                if (problem := _bad_name(child)) is not None:
-                    notes.append(problem)
-                else:
-                    stack.append(child)
-            elif is_file:
-                found.append(child)
-    for child in sorted(found):
-        _add_file(child, files, notes)
-
-
-def _add_file(path: Path, files: list[Path], notes: list[FileResult]) -> None:
-    try:
-        resolved = path.resolve()
-    except OSError as exc:
-        notes.append(FileResult(str(path), "failed", f"cannot read it ({_unreadable(exc)}); check its permissions"))
-        return
-    if not is_supported(path):
-        notes.append(FileResult(str(resolved), "skipped", f"unsupported type {path.suffix or '(none)'}"))
-    elif (problem := _bad_name(resolved)) is not None:
-        notes.append(problem)
-    else:
-        files.append(resolved)
-
-
-def collect_files(paths: Iterable[Path | str]) -> tuple[list[Path], list[FileResult]]:
-    """Supported files under the paths (folders recurse, hidden entries skipped), plus skip/fail notes:
-    a path or folder that cannot be read (permissions) is a failure that names it."""
-    files: list[Path] = []
-    notes: list[FileResult] = []
-    for raw in paths:
-        path = Path(raw).expanduser()
-        try:
-            mode = path.stat().st_mode
-        except FileNotFoundError:
-            notes.append(FileResult(str(path), "failed", "no such file or folder"))
-            continue
-        except NotADirectoryError:
-            notes.append(FileResult(str(path), "failed", "no such file or folder (a part of the path is a file)"))
-            continue
-        except OSError as exc:  # e.g. PermissionError: a folder on the way is not searchable
-            notes.append(FileResult(str(path), "failed", f"cannot read it ({_unreadable(exc)}): a folder on its path "
-                                    "may not be readable; check the permissions"))
-            continue
-        if stat.S_ISDIR(mode):
-            _walk(path, files, notes)
-        elif stat.S_ISREG(mode):
-            _add_file(path, files, notes)
-        else:
-            notes.append(FileResult(str(path), "skipped", "not a regular file or folder"))
-    unique = list(dict.fromkeys(files))
-    return unique, notes
 
 
 class Ingestor:
@@ -472,7 +161,7 @@ class Ingestor:
         started = time.perf_counter()
         report = IngestReport()
         show = sys.stderr.isatty() if progress is None else progress
-        pending: list[_Pending] = []
+        pending: list[Pending] = []
         uncommitted = 0
         with self.open_store() as store:
             files_bar = tqdm(total=len(items), desc="files", unit="file", disable=not show, position=0)
@@ -481,12 +170,12 @@ class Ingestor:
             # Only a hint; the decision below asks the store itself.
             known = {doc.source: doc.content_hash for doc in store.documents()} if items else {}
             chunker = self.chunker  # created here, not lazily in the loader thread
-            feed = _Feed(max(64, 2 * self.settings.embed_batch_chunks))
+            feed = Feed(max(64, 2 * self.settings.embed_batch_chunks))
             loader_thread = threading.Thread(target=self._prepare_all, args=(items, known, chunker, feed),
                                              name="ingest-load", daemon=True)
             encoder = ThreadPoolExecutor(1, thread_name_prefix="ingest-encode")
             cancelled = threading.Event()
-            batches = _EncodePipeline(self, store, report, encoder, _CancellableBar(chunks_bar, cancelled))  # type: ignore[arg-type]
+            batches = EncodePipeline(self, store, report, encoder, CancellableBar(chunks_bar, cancelled))  # type: ignore[arg-type]
             first_uncommitted: str | None = None  # Ctrl-C: the index is as it was before this file
             committing: tuple[int, str | None] | None = None  # (generation a checkpoint commit makes, after)
             try:
@@ -525,7 +214,7 @@ class Ingestor:
                 store.commit()
             except KeyboardInterrupt as exc:
                 cancelled.set()  # the encode thread stops at its next step; the store closes uncommitted
-                if committing is not None and _committed(store, committing[0]):
+                if committing is not None and committed(store, committing[0]):
                     first_uncommitted = committing[1]
                 raise IngestInterrupted(first_uncommitted or (items[0][0] if items else None)) from exc
             finally:
@@ -537,16 +226,16 @@ class Ingestor:
         return report
 
     def _prepare_all(self, items: list[tuple[str, Callable[[], tuple[str, int, Callable[[], LoadedDocument]]]]],
-                     known: dict[str, str], chunker: Chunker, feed: _Feed) -> None:
+                     known: dict[str, str], chunker: Chunker, feed: Feed) -> None:
         """Loader thread: hash, load and chunk each item in order and hand it on (blocks while the
         feed is full). Expected failures travel with their item; anything else ends the ingest."""
         try:
             for source, facts in items:
-                prep = _Prepared(source)
+                prep = Prepared(source)
                 try:
                     prep.digest, prep.size, prep.loader = facts()
                     if known.get(source) != prep.digest:  # looks new or changed: load and chunk now
-                        prep.title, prep.chunks, prep.note = _load_chunks(prep.loader, chunker)
+                        prep.title, prep.chunks, prep.note = load_chunks(prep.loader, chunker)
                 except LoadError as exc:
                     prep.reason = str(exc)
                 except (OSError, MemoryError, ValueError, RuntimeError) as exc:
@@ -556,8 +245,8 @@ class Ingestor:
         except BaseException as exc:  # noqa: BLE001 - re-raised on the ingest thread
             feed.fail(exc)
 
-    def _decide(self, store: Store, prep: _Prepared, result: FileResult, chunker: Chunker,
-                pending: list[_Pending]) -> None:
+    def _decide(self, store: Store, prep: Prepared, result: FileResult, chunker: Chunker,
+                pending: list[Pending]) -> None:
         """Unchanged (per the store) or queued for embedding, as the serial ingest decided."""
         assert prep.loader is not None
         existing = store.document_by_source(prep.source)
@@ -566,13 +255,13 @@ class Ingestor:
             result.status, result.chunks = "unchanged", existing.n_chunks
             return
         if prep.chunks is None:  # the loader's hint said unchanged (e.g. a source given twice)
-            prep.title, prep.chunks, prep.note = _load_chunks(prep.loader, chunker)
+            prep.title, prep.chunks, prep.note = load_chunks(prep.loader, chunker)
         record = DocumentRecord(result.doc_id, prep.source, prep.title, prep.digest, prep.size,
                                 len(prep.chunks), time.time())
         result.status = "updated" if existing else "added"
         result.chunks = len(prep.chunks)
         result.reason = prep.note
-        pending.append(_Pending(record, prep.chunks, result))
+        pending.append(Pending(record, prep.chunks, result))
 
     def _check_dim(self, store: Store) -> None:
         if self.embedder.dim != store.dim:
@@ -602,7 +291,7 @@ class Ingestor:
             bar.update(min(step, len(texts) - start))
         return (np.concatenate(vectors) if vectors else np.zeros((0, self.embedder.dim), np.float32)), units
 
-    def _write(self, store: Store, pending: list[_Pending], vectors: np.ndarray, report: IngestReport,
+    def _write(self, store: Store, pending: list[Pending], vectors: np.ndarray, report: IngestReport,
                units: list[tuple[np.ndarray, np.ndarray]] | None = None) -> int:
         """Store each document with its chunks' vectors and, when given, its units (spans, vectors) per chunk."""
         offset = 0
