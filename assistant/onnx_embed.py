@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from assistant.settings import user_cache_dir
+from assistant.word_pieces import FastTokenizer, pool_spans, private_tokenizer, read_json
 
 BUILD_VERSION = 1  # bump when the export or quantization recipe changes: old builds are then rebuilt
 MODEL_FILES = {"fp32": "model_fp32.onnx", "int8": "model_int8.onnx"}
@@ -200,13 +201,13 @@ class OnnxEncoder:
         # Public tokenizer (Embedder.count_tokens, the chunker); `encode` uses its own copy, so a
         # chunker thread counting tokens never shares tokenizer state with an encode in flight.
         self.tokenizer = FastTokenizer(model_path)
-        st_config = _read_json(model_path / "sentence_bert_config.json")
+        st_config = read_json(model_path / "sentence_bert_config.json")
         self.max_seq_length = int(st_config.get("max_seq_length") or self.tokenizer.model_max_length)
         self.do_lower_case = bool(st_config.get("do_lower_case", False))
-        self._tok = _private_tokenizer(self.tokenizer, self.max_seq_length)
+        self._tok = private_tokenizer(self.tokenizer, self.max_seq_length)
         self._tok_lock = threading.Lock()
         self._pad_id = int(self.tokenizer.pad_token_id or 0)
-        pooling = _read_json(model_path / "1_Pooling" / "config.json")
+        pooling = read_json(model_path / "1_Pooling" / "config.json")
         if pooling.get("pooling_mode_cls_token"):
             self.pooling = "cls"
         elif pooling.get("pooling_mode_mean_tokens", True):
@@ -353,69 +354,3 @@ class OnnxEncoder:
             if self._pool is not None:
                 self._pool.shutdown(wait=True)
                 self._pool = None
-
-
-def pool_spans(hidden: np.ndarray, offsets: Sequence[tuple[int, int]], special: Sequence[int],
-               spans: Sequence[tuple[int, int]], fallback: np.ndarray) -> np.ndarray:
-    """Per (start, end) character span: the mean of the token vectors (`hidden`, one row per token)
-    whose offsets overlap [start, end), special tokens excluded, L2-normalized (float32). A span
-    with no such token (past the truncation, or only whitespace) gets `fallback` (the chunk vector)."""
-    dim = hidden.shape[-1]
-    if len(spans) == 0:
-        return np.zeros((0, dim), dtype=np.float32)
-    n = min(len(offsets), hidden.shape[0])
-    tok = np.asarray(offsets[:n], dtype=np.int64).reshape(n, 2)
-    keep = ~np.asarray(special[:n], dtype=bool) if len(special) else np.ones(n, dtype=bool)
-    keep &= tok[:, 1] > tok[:, 0]
-    tok, states = tok[keep], np.asarray(hidden[:n][keep], dtype=np.float32)
-    bounds = np.asarray(spans, dtype=np.int64).reshape(-1, 2)
-    weights = ((tok[None, :, 0] < bounds[:, 1:2]) & (tok[None, :, 1] > bounds[:, 0:1])).astype(np.float32)
-    counts = weights.sum(axis=1)
-    pooled = (weights @ states) / np.clip(counts, 1.0, None)[:, None]
-    norms = np.linalg.norm(pooled, axis=1, keepdims=True)
-    pooled = pooled / np.clip(norms, 1e-12, None)
-    empty = (counts == 0) | (norms[:, 0] == 0)
-    if empty.any():
-        pooled[empty] = np.asarray(fallback, dtype=np.float32)
-    return np.ascontiguousarray(pooled, dtype=np.float32)
-
-
-class FastTokenizer:
-    """The model's `tokenizer.json` in the Rust `tokenizers` library, with the few attributes of a
-    transformers fast tokenizer this package uses. Loading transformers' AutoTokenizer imports torch
-    (about 2.5 s and 250 MB of RSS), which the ONNX path otherwise never needs."""
-
-    is_fast = True
-
-    def __init__(self, model_path: Path) -> None:
-        from tokenizers import Tokenizer
-
-        self.backend_tokenizer = Tokenizer.from_file(str(model_path / "tokenizer.json"))
-        self.backend_tokenizer.no_truncation()  # the file may carry a fixed length (128 for MiniLM)
-        self.backend_tokenizer.no_padding()
-        config = _read_json(model_path / "tokenizer_config.json")
-        pad = str(config.get("pad_token") or "[PAD]")
-        self.pad_token_id = self.backend_tokenizer.token_to_id(pad) or 0
-        self.model_max_length = int(config.get("model_max_length") or 512)
-
-    def __call__(self, text: str, add_special_tokens: bool = True, truncation: bool = False) -> dict[str, list[int]]:
-        """Untruncated ids (`truncation` is accepted for call compatibility; nothing is cut)."""
-        return {"input_ids": self.backend_tokenizer.encode(text, add_special_tokens=add_special_tokens).ids}
-
-
-def _private_tokenizer(tokenizer: Any, max_length: int) -> Any:
-    """A copy of the fast tokenizer's Rust backend with truncation fixed and no padding."""
-    from tokenizers import Tokenizer
-
-    backend = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
-    backend.no_padding()
-    backend.enable_truncation(max_length=max_length)
-    return backend
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
