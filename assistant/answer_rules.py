@@ -74,7 +74,7 @@ _EXPECTS: list[tuple[re.Pattern[str], re.Pattern[str]]] = [
 
 
 class RuleAnswerer:
-    def __init__(self, abstain_threshold: float | None = None, max_sentences: int = 2, store: Store | None = None) -> None:
+    def __init__(self, abstain_threshold: float | None = None, max_sentences: int = 1, store: Store | None = None) -> None:
         self.store = store  # for the header row of a table that a passage starts inside
         # None or negative: this answerer's own threshold.
         self.abstain_threshold = (DEFAULT_THRESHOLD if abstain_threshold is None or abstain_threshold < 0

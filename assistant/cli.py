@@ -8,42 +8,53 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from pathlib import Path
+from typing import Any
+
+from assistant.settings import EVERY_COMMAND, SETTINGS, Setting
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+def _flag_help(row: Setting) -> str:
+    """The row's help as plain text (no backticks, links named), with its variable and default."""
+    text = re.sub(r"\[([^]]+)\]\(#[^)]+\)", r'README "\1"', f"{row.help} (${row.env}; default: {row.default_text()})")
+    return text.replace("`", "").replace("%", "%%")
+
+
+def _add_flag(parser: argparse.ArgumentParser, row: Setting, **extra: Any) -> None:
+    """The flag of one setting; its value lands in `args.<setting name>` (None: not given)."""
+    if row.flag is None:
+        raise ValueError(f"setting {row.name} has no flag")
+    options: dict[str, Any] = {"dest": row.name, "help": _flag_help(row), **extra}
+    if row.choices:
+        options["choices"] = row.choices
+    if row.metavar:
+        options["metavar"] = row.metavar
+    if row.repeat:
+        options["action"] = "append"
+    elif row.type in (int, float):
+        options["type"] = row.type
+    parser.add_argument(row.flag, **options)
+
+
 def _common() -> argparse.ArgumentParser:
+    """Flags every command takes, before or after its name (a value given after wins)."""
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--index-dir", default=argparse.SUPPRESS,
-                        help="index folder (default: $ASSISTANT_INDEX_DIR or ~/.local/share/assistant/index)")
-    common.add_argument("--store", default=argparse.SUPPRESS, metavar="URL",
-                        help="keep the index in PostgreSQL with pgvector: postgresql://user:password@host:port/db "
-                             "(default: $ASSISTANT_STORE, else the local --index-dir folder)")
-    common.add_argument("--embedding-model", default=argparse.SUPPRESS,
-                        help="embedding model name or folder (default: $ASSISTANT_MODEL or all-MiniLM-L6-v2)")
-    common.add_argument("--embed-backend", choices=["onnx", "torch", "onnx-int8"], default=argparse.SUPPRESS,
-                        help="run the embedding model in fp32 through ONNX Runtime (onnx) or torch, or as int8 ONNX "
-                             "(default: $ASSISTANT_EMBED_BACKEND or onnx); an int8 index opens only with onnx-int8")
-    common.add_argument("--embed-context", choices=["none", "title"], default=argparse.SUPPRESS,
-                        help="embed each chunk alone (none) or with its document title in front (title); a new "
-                             "index records it (default: $ASSISTANT_EMBED_CONTEXT or none)")
+    for row in SETTINGS:
+        if row.flag and EVERY_COMMAND in row.commands:
+            _add_flag(common, row, default=argparse.SUPPRESS)
     return common
 
 
-def _llm_options(p: argparse.ArgumentParser) -> None:
-    """Answer-backend flags (ask, eval, serve); each defaults to its ASSISTANT_* setting."""
-    p.add_argument("--backend", choices=["extractive", "openai", "local"],
-                   help="who writes the answer (default: $ASSISTANT_BACKEND or extractive)")
-    p.add_argument("--model", dest="llm_model", metavar="MODEL",
-                   help="LLM: a model name for --backend openai, a GGUF file (or 'smollm2') for --backend local")
-    p.add_argument("--llm-base-url", metavar="URL",
-                   help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8080/v1 (default: $OPENAI_BASE_URL)")
-    p.add_argument("--llm-api-key", metavar="KEY",
-                   help="API key (default: $ASSISTANT_LLM_API_KEY or $OPENAI_API_KEY; prefer the variables)")
-    p.add_argument("--prompts-dir", metavar="DIR", help="a folder of your own prompt templates (answer.j2, condense.j2)")
+def add_setting_flags(parser: argparse.ArgumentParser, command: str) -> None:
+    """The flags of the settings table that `command` takes (assistant.settings.SETTINGS)."""
+    for row in SETTINGS:
+        if row.flag and command in row.commands:
+            _add_flag(parser, row)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,8 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ingest", parents=[common], help="index files and folders (incremental)")
     p.add_argument("paths", nargs="+", help=".txt .md .html .pdf .docx files or folders")
     p.add_argument("--prune", action="store_true", help="also drop documents whose files are gone")
-    p.add_argument("--chunk-tokens", type=int, help="chunk size, in the embedding model's word pieces (ASSISTANT_CHUNK_TOKENIZER=cl100k: cl100k tokens)")
-    p.add_argument("--chunk-overlap", type=int, help="overlap between chunks in tokens")
+    add_setting_flags(p, "ingest")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
 
@@ -68,17 +78,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("search", parents=[common], help="ranked passages for a query")
     p.add_argument("query")
-    p.add_argument("--top-k", type=int)
+    add_setting_flags(p, "search")
     p.add_argument("--mode", choices=["hybrid", "dense", "bm25"], default="hybrid")
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("ask", parents=[common], help="answer a question with citations")
     p.add_argument("question")
-    _llm_options(p)
+    add_setting_flags(p, "ask")
     p.add_argument("--history", action="append", default=[], metavar="EARLIER_QUESTION",
                    help="an earlier question of the conversation (repeat, oldest first)")
     p.add_argument("--session", help="keep the conversation under this name (stored beside the index)")
-    p.add_argument("--top-k", type=int)
     p.add_argument("--json", action="store_true", help="machine-readable result")
 
     p = sub.add_parser("eval", parents=[common], help="score against a golden Q&A file (JSON Lines) or SQuAD JSON")
@@ -86,11 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["golden", "squad"], dest="golden_format",
                    help="golden: JSON Lines golden file; squad: SQuAD v1.1/v2.0 JSON (default: squad for a .json "
                         "file whose top level has data[].paragraphs, else golden)")
-    _llm_options(p)
+    add_setting_flags(p, "eval")
     p.add_argument("--calibrate-verifier", action="store_true",
                    help="also print the citation-verifier threshold the golden set supports (ASSISTANT_VERIFY_THRESHOLD)")
     p.add_argument("--corpus", nargs="+", help="ingest these paths first (incremental)")
-    p.add_argument("--top-k", type=int)
     p.add_argument("--json", type=Path, dest="json_out", help="write the full report as JSON here")
     p.add_argument("--markdown", type=Path, help="write a Markdown report here")
     p.add_argument("--calibrate", action="store_true", help="also print what each abstention threshold gives")
@@ -121,18 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--json", type=Path, dest="json_out", help="write the reports as JSON here")
 
     p = sub.add_parser("serve", parents=[common], help="chat UI, JSON API and embeddable page on one port")
-    _llm_options(p)
+    add_setting_flags(p, "serve")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
     p.add_argument("--port", type=int, default=7860, help="port (default: 7860)")
-    p.add_argument("--api-key", default=os.environ.get("ASSISTANT_API_KEY") or None,
-                   help="require 'Authorization: Bearer KEY' on /api and KEY as the UI password "
-                        "(default: $ASSISTANT_API_KEY; prefer the variable: flags show in `ps`)")
-    p.add_argument("--allow-origin", action="append", metavar="ORIGIN",
-                   help="CORS: a browser origin allowed to call the API, e.g. https://portal.example.com "
-                        "(repeat; default: $ASSISTANT_ALLOWED_ORIGINS, comma-separated; none)")
-    p.add_argument("--frame-ancestors", action="append", metavar="SOURCE",
-                   help="who may show /ui and /embed in a frame (CSP frame-ancestors; repeat; "
-                        "default: $ASSISTANT_FRAME_ANCESTORS or 'self')")
     p.add_argument("--insecure-no-auth", action="store_true",
                    help="allow a non-loopback --host without an API key (trusted networks only)")
     p.add_argument("--threads", type=int, default=1,

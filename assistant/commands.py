@@ -13,22 +13,22 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from assistant.settings import Settings
+from assistant.settings import SETTINGS, Settings
 
 
 def settings_from_args(args: argparse.Namespace, **extra: Any) -> Settings:
-    llm = {name: getattr(args, name, None) for name in ("backend", "llm_model", "llm_base_url", "llm_api_key", "prompts_dir")}
-    return Settings.from_env(index_dir=getattr(args, "index_dir", None), store=getattr(args, "store", None),
-                             model=getattr(args, "embedding_model", None),
-                             embed_backend=getattr(args, "embed_backend", None),
-                             embed_context=getattr(args, "embed_context", None),
-                             **llm, **extra)
+    """Defaults, then ASSISTANT_* variables, then the command's setting flags (assistant.cli), then `extra`."""
+    given: dict[str, Any] = {}
+    for row in SETTINGS:
+        value = getattr(args, row.name, None) if row.flag else None
+        given[row.name] = ",".join(value) if row.repeat and value is not None else value
+    return Settings.from_env(**{**given, **extra})
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
     from assistant.ingest import IngestInterrupted, Ingestor
 
-    settings = settings_from_args(args, chunk_tokens=args.chunk_tokens, chunk_overlap=args.chunk_overlap)
+    settings = settings_from_args(args)
     try:
         report = Ingestor(settings).ingest_paths(args.paths, prune=args.prune,
                                                  progress=False if args.no_progress else None)
@@ -256,17 +256,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from assistant.server import ServerConfig, check_exposure, check_origins, normalize_frame_ancestors, parse_list
 
+    settings = settings_from_args(args)
     config = ServerConfig(
-        host=args.host, port=args.port, api_key=args.api_key or None, insecure_no_auth=args.insecure_no_auth,
-        allowed_origins=check_origins(parse_list(args.allow_origin or os.environ.get("ASSISTANT_ALLOWED_ORIGINS"))),
-        frame_ancestors=normalize_frame_ancestors(
-            parse_list(args.frame_ancestors or os.environ.get("ASSISTANT_FRAME_ANCESTORS"))),
+        host=args.host, port=args.port, api_key=settings.api_key or None, insecure_no_auth=args.insecure_no_auth,
+        allowed_origins=check_origins(parse_list(settings.allowed_origins)),
+        frame_ancestors=normalize_frame_ancestors(parse_list(settings.frame_ancestors)),
     )
     check_exposure(config)  # before loading anything
     from assistant.server import serve, set_compute_threads
     from assistant.service import AssistantService
 
-    settings = settings_from_args(args)
     set_compute_threads(args.threads)
     print(f"Loading the model and the index at {settings.index_dir} ...", flush=True)
     service = AssistantService(settings)

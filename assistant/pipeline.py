@@ -167,7 +167,8 @@ class Assistant:
         else:
             condensed = condense(question, history)
         timings = {"condense_ms": round((time.perf_counter() - t0) * 1000, 2)}
-        retrieval = self.retriever.run(condensed.standalone, top_k=top_k or max(self.settings.top_k, 8))
+        top_k = top_k or max(self.settings.top_k, self.settings.answer_passages)
+        retrieval = self.retriever.run(condensed.standalone, top_k=top_k)
         timings.update(retrieval.timings)
         t0 = time.perf_counter()
         if generator is None:

@@ -132,7 +132,7 @@ def lexical_support(sentence_terms: Sequence[str], source_terms: set[str]) -> fl
 class Verifier:
     """Scores sentences against cited sources with lexical overlap and sentence embeddings."""
 
-    def __init__(self, embedder: Embedder, threshold: float = 0.62, lexical_weight: float = LEXICAL_WEIGHT) -> None:
+    def __init__(self, embedder: Embedder, threshold: float = 0.77, lexical_weight: float = LEXICAL_WEIGHT) -> None:
         self.embedder = embedder
         self.threshold = threshold
         self.lexical_weight = lexical_weight
