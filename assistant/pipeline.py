@@ -140,14 +140,14 @@ class Assistant:
                    backend: str | None = None, stream: bool = True) -> Iterator[StreamEvent]:
         """Answer as events: "token" pieces (LLM tokens, or the extractive answer word by word),
         "status"/"warning" notes, then one "final" with the AskResult."""
-        from assistant.llm import ANSWER_BACKENDS, LLMError
+        from assistant.llm import LLMError, answer_backends
 
         question = question.strip()
         if not question:
             raise ValueError("question is empty")
         name = backend or self.settings.backend
-        if name not in ANSWER_BACKENDS:
-            raise ValueError(f"unknown answer backend {name!r}; use one of {', '.join(ANSWER_BACKENDS)}")
+        if name not in (known := answer_backends()):
+            raise ValueError(f"unknown answer backend {name!r}; use one of {', '.join(known)}")
         started = time.perf_counter()
         warnings: list[str] = []
         generator = None

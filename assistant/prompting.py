@@ -21,11 +21,12 @@ from typing import Any
 
 import jinja2
 
+import assistant.prompts as builtin_prompts
 from assistant.retrieve import Passage
 from assistant.text import split_sentences
 from assistant.tokens import count_tokens
 
-BUILTIN_DIR = Path(__file__).resolve().parent.parent / "prompts"
+BUILTIN_DIR = Path(builtin_prompts.__file__).resolve().parent  # the package `assistant.prompts` (prompts/)
 # tiktoken's cl100k_base is not the served model's tokenizer; small-vocabulary models need up to
 # ~25% more tokens for the same English text, so budgets are planned with this much slack.
 TOKEN_SLACK = 1.25
@@ -37,15 +38,6 @@ def neutralize(text: Any, attribute: bool = False) -> str:
     """Untrusted text with `<source`/`</source` look-alikes defused (and quotes, in an attribute)."""
     out = _DELIMITER.sub(lambda m: "\u2039" + m.group(1), str(text))
     return out.replace('"', "'").replace("\n", " ") if attribute else out
-
-
-def _builtin_dir() -> Path:
-    try:
-        import assistant.prompts as package
-
-        return Path(package.__file__).resolve().parent
-    except ImportError:  # pragma: no cover - running from a source tree without install
-        return BUILTIN_DIR
 
 
 # Template blocks in message order: an optional worked example (one user turn and the reply
@@ -63,7 +55,7 @@ class Prompts:
             if not path.is_dir():
                 raise ValueError(f"prompts folder {path} does not exist (ASSISTANT_PROMPTS_DIR)")
             folders.append(str(path))
-        folders.append(str(_builtin_dir()))
+        folders.append(str(BUILTIN_DIR))
         self.env = jinja2.Environment(loader=jinja2.FileSystemLoader(folders), autoescape=False,
                                       undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
         self.env.filters["neutralize"] = neutralize

@@ -42,7 +42,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from assistant.index import StoreError
-from assistant.loaders import LOADERS
+from assistant.loaders import supported_suffixes
 from assistant.service import (
     MAX_HISTORY_ITEMS,
     MAX_OFFSET,
@@ -358,7 +358,7 @@ UPLOAD_SCHEMA = {"requestBody": {"required": True, "content": {"multipart/form-d
 
 
 def accepted_types() -> str:
-    return ", ".join(sorted(LOADERS))
+    return ", ".join(supported_suffixes())
 
 
 # -- the app ------------------------------------------------------------------------------------
@@ -497,7 +497,7 @@ def _api_router(state: ServerState) -> APIRouter:
     @router.get("/info", tags=["info"], summary="answer backends, upload limit and accepted file types")
     async def info() -> dict[str, Any]:
         return {"answer_modes": await _call(service.answer_modes), "max_upload_mb": service.settings.max_upload_mb,
-                "accepted_types": sorted(LOADERS), "top_k": service.settings.top_k}
+                "accepted_types": supported_suffixes(), "top_k": service.settings.top_k}
 
     @router.post("/ask", tags=["ask"], summary="answer a question with citations (same shape as `assistant ask --json`)")
     async def ask(body: AskBody) -> dict[str, object]:

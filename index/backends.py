@@ -86,9 +86,15 @@ def index_backend(settings: Settings) -> str:
 
 
 def open_store(settings: Settings, model_name: str, dim: int, writable: bool = False) -> Store:
-    if settings.store and not uses_postgres(settings):
+    """The store for `settings.store`'s URL scheme ("" the local folder), from the plugin registry."""
+    from assistant import plugins
+
+    registry = plugins.stores()
+    scheme, separator, _ = settings.store.partition("://")
+    opener = registry.find(scheme.lower()) if separator or not settings.store else None
+    if opener is None:
+        schemes = ", ".join(f"{name}://" for name in registry.names() if name)
         raise ValueError(f"store {settings.store!r} is not understood: leave it empty for the local index folder "
-                         "(--index-dir) or give postgresql://user:password@host:port/database")
-    if uses_postgres(settings):
-        return PostgresStore.open(settings.store, model_name, dim, writable, settings)
-    return IndexStore.open(settings.index_dir, model_name, dim, writable, settings)
+                         f"(--index-dir) or give postgresql://user:password@host:port/database (registered: "
+                         f"{schemes}; {registry.install_hint})")
+    return opener(settings, model_name, dim, writable)
