@@ -95,6 +95,15 @@ class Settings:
                          commands=(EVERY_COMMAND,), metavar="URL", shown="the local index folder", secret=True)
     model: str = setting("all-MiniLM-L6-v2", "the embedding model: a registered name, or a folder holding a "
                          "sentence-transformers model", flag="--embedding-model", commands=(EVERY_COMMAND,))
+    # 160/32 cl100k stayed the default after a sweep on SciFact train and held-out answers
+    # (benchmarks/RESULTS.md, "Chunk geometry"): model-piece chunks of 160 gave nDCG within noise for
+    # 4% more chunks; 192 and 254 lowered nDCG.
+    chunk_tokens: int = setting(160, "the chunk size, in cl100k tokens", flag="--chunk-tokens", commands=("ingest",))
+    chunk_overlap: int = setting(32, "tokens shared by neighbouring chunks", flag="--chunk-overlap",
+                                 commands=("ingest",))
+    chunk_tokenizer: str = setting("cl100k", "what chunk sizes count: `cl100k`, or `model` (the embedding model's own "
+                                   "word pieces, capped at what one input holds); either way a chunk the model "
+                                   "would truncate is split further", choices=("cl100k", "model"))
     # onnx-int8: benchmarks/RESULTS.md, "Ingest speed and memory". Torch only builds the ONNX files.
     embed_backend: str = setting(
         "onnx-int8", "the embedding model quantized to int8 in ONNX Runtime: about 2.2x fp32's encode rate, within a "
@@ -107,15 +116,6 @@ class Settings:
     embed_context: str = setting("none", "`title` embeds each chunk with its document title in front (helps short "
                                  "titled documents such as abstracts); an index keeps what it was created with",
                                  flag="--embed-context", commands=(EVERY_COMMAND,), choices=("none", "title"))
-    # 160/32 cl100k stayed the default after a sweep on SciFact train and held-out answers
-    # (benchmarks/RESULTS.md, "Chunk geometry"): model-piece chunks of 160 gave nDCG within noise for
-    # 4% more chunks; 192 and 254 lowered nDCG.
-    chunk_tokenizer: str = setting("cl100k", "what chunk sizes count: `cl100k`, or `model` (the embedding model's own "
-                                   "word pieces, capped at what one input holds); either way a chunk the model "
-                                   "would truncate is split further", choices=("cl100k", "model"))
-    chunk_tokens: int = setting(160, "the chunk size, in cl100k tokens", flag="--chunk-tokens", commands=("ingest",))
-    chunk_overlap: int = setting(32, "tokens shared by neighbouring chunks", flag="--chunk-overlap",
-                                 commands=("ingest",))
     # Retrieval. fusion, dense_weight, candidates, bm25_k1, bm25_b and bm25_title_weight: the best
     # configuration on BEIR SciFact train (`assistant bench retrieval --tune`, 540 trials), which also
     # lowers no news golden-set score (`benchmarks/golden_gate.py`); benchmarks/RESULTS.md.
