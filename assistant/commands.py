@@ -254,7 +254,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from assistant.server import ServerConfig, check_exposure, check_origins, normalize_frame_ancestors, parse_list
+    from assistant.web.config import ServerConfig, check_exposure, check_origins, normalize_frame_ancestors, parse_list
 
     settings = settings_from_args(args)
     config = ServerConfig(
@@ -263,8 +263,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         frame_ancestors=normalize_frame_ancestors(parse_list(settings.frame_ancestors)),
     )
     check_exposure(config)  # before loading anything
-    from assistant.server import serve, set_compute_threads
     from assistant.service import AssistantService
+    from assistant.web.config import set_compute_threads
+    from assistant.web.run import serve
 
     set_compute_threads(args.threads)
     print(f"Loading the model and the index at {settings.index_dir} ...", flush=True)

@@ -1,6 +1,6 @@
 """One long-lived assistant for a server: model and index loaded once, shared by every request.
 
-The HTTP API (`assistant.server`) and the chat UI (`assistant.ui`) both talk to an
+The HTTP API (`assistant.web`) and the chat UI (`assistant.ui`) both talk to an
 `AssistantService`, never to the store directly, so they answer, ingest and remove alike.
 Reads run concurrently; writes (uploads, removals) are serialized by one lock, and readers pick
 up each committed index generation on their next question.

@@ -132,3 +132,51 @@ def one_page_pdf(content: bytes, *, flate: bool = False, media_box: str = "0 0 6
     out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
     out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
     return bytes(out)
+
+
+class ServerThread:
+    """A real server on a loopback port in a background thread::
+
+        with ServerThread(create_app(service, config)) as base_url:
+            httpx.get(base_url + "/healthz")
+    """
+
+    def __init__(self, app, host: str = "127.0.0.1", port: int = 0, **uvicorn_kwargs) -> None:  # type: ignore[no-untyped-def]
+        import threading
+
+        from assistant.web.run import ListeningServer, uvicorn_config
+
+        uvicorn_kwargs.setdefault("log_level", "warning")
+        self.server = ListeningServer(uvicorn_config(app, host, port, **uvicorn_kwargs))
+        self.thread = threading.Thread(target=self.server.run, name="assistant-server", daemon=True)
+
+    def __enter__(self) -> str:
+        import time
+
+        self.thread.start()
+        deadline = time.monotonic() + 60
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the server did not start (see the log above)")
+            time.sleep(0.02)
+        return self.server.base_url
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=15)
+
+
+def wait_ready(base_url: str, timeout: float = 120.0) -> None:
+    """Poll /healthz until 200 (raises TimeoutError)."""
+    import contextlib
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(base_url + "/healthz", timeout=5).status_code == 200:
+                return
+        time.sleep(0.1)
+    raise TimeoutError(f"{base_url} did not become ready in {timeout:.0f} s")

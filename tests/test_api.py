@@ -30,12 +30,14 @@ from typing import Any
 
 import httpx
 import pytest
+from support import ServerThread, wait_ready
 
 from assistant.embed import Embedder
 from assistant.ingest import Ingestor
-from assistant.server import ServerConfig, ServerThread, check_exposure, create_app, wait_ready
 from assistant.service import AssistantService, StreamEvent
 from assistant.settings import Settings
+from assistant.web.app import create_app
+from assistant.web.config import ServerConfig, check_exposure
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = "key-" + secrets.token_hex(12)
@@ -235,6 +237,39 @@ def test_openapi_docs_describe_the_api(client: httpx.Client) -> None:
                  "/api/feedback", "/api/passage", "/healthz"):
         assert path in paths
     assert "multipart/form-data" in paths["/api/documents"]["post"]["requestBody"]["content"]
+
+
+def test_openapi_gives_every_api_route_a_typed_response_schema(client: httpx.Client) -> None:
+    spec = client.get("/openapi.json").json()
+    schemas = spec["components"]["schemas"]
+
+    def properties(schema: dict[str, Any]) -> dict[str, Any]:
+        if "$ref" in schema:
+            schema = schemas[schema["$ref"].rsplit("/", 1)[-1]]
+        return dict(schema.get("properties") or {})
+
+    routes = [(path, method, op) for path, item in spec["paths"].items() if path.startswith("/api/")
+              for method, op in item.items()]
+    assert len(routes) >= 10
+    for path, method, op in routes:
+        content = op["responses"]["200"]["content"]
+        assert content and all(properties(c["schema"]) for c in content.values()), (method, path, content)
+        assert properties(op["responses"]["400"]["content"]["application/json"]["schema"]) == \
+            properties({"$ref": "#/components/schemas/ErrorBody"}), (method, path)
+    ask = properties({"$ref": "#/components/schemas/AskResponse"})
+    assert {"answer", "citations", "passages", "abstained", "backend"} <= set(ask)
+
+
+def test_preview_is_the_cited_span_with_its_context(client: httpx.Client) -> None:
+    citation = client.post("/api/ask", json={"question": "When is pruning done in the orchard?"}).json()["citations"][0]
+    body = {k: citation[k] for k in ("doc_id", "start", "end", "quote")}
+    shown = client.post("/api/preview", json=body).json()
+    text = DOCS["orchard.md"]
+    assert shown["found"] and shown["quote"] == citation["quote"]
+    assert shown["before"] == text[max(0, citation["start"] - 240):citation["start"]]  # 240 characters either side
+    assert shown["after"] == text[citation["end"]:citation["end"] + 240].rstrip("\n")  # (the stored text's end)
+    moved = client.post("/api/preview", json={**body, "quote": "a quote the span does not hold"}).json()
+    assert not moved["found"] and (moved["before"], moved["after"]) == ("", "")
 
 
 # -- asking -----------------------------------------------------------------------------------

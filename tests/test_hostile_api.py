@@ -16,12 +16,14 @@ from typing import Any
 
 import httpx
 import pytest
+from support import ServerThread, wait_ready
 
 from assistant.embed import Embedder
 from assistant.ingest import Ingestor
-from assistant.server import ServerConfig, ServerThread, create_app, wait_ready
 from assistant.service import AssistantService, InputError, check_question
 from assistant.settings import Settings
+from assistant.web.app import create_app
+from assistant.web.config import ServerConfig
 
 SEED = 12
 

@@ -18,15 +18,17 @@ from typing import Any
 
 import httpx
 import pytest
+from support import ServerThread, wait_ready
 
 import assistant.ingest as ingest_module
 from assistant.cli import main
 from assistant.embed import Embedder
 from assistant.ingest import Ingestor, collect_files, printable_name
 from assistant.loaders import LoadError, load, text_of
-from assistant.server import ServerConfig, ServerThread, create_app, wait_ready
 from assistant.service import MAX_NAME_BYTES, AssistantService, safe_filename
 from assistant.settings import Settings
+from assistant.web.app import create_app
+from assistant.web.config import ServerConfig
 
 TEXT = ("The harbour of Vessa was rebuilt in 1954 after a storm destroyed the old pier.\n"
         "The new pier is 420 metres long and was designed by engineer Tove Rask.\n")

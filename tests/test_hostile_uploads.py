@@ -21,12 +21,14 @@ from pathlib import Path
 
 import httpx
 import pytest
+from support import ServerThread, wait_ready
 
 from assistant.embed import Embedder
 from assistant.ingest import Ingestor
-from assistant.server import ServerConfig, ServerThread, create_app, wait_ready
 from assistant.service import STAGING_PREFIX, AssistantService
 from assistant.settings import Settings
+from assistant.web.app import create_app
+from assistant.web.config import ServerConfig
 
 V1 = b"Harbour notes, version ONE.\n\nThe harbour master's office opens at 08:00 on weekdays.\n"
 V2 = b"Harbour notes, version TWO.\n\nThe harbour master's office now opens at 09:30 on weekdays.\n"

@@ -194,7 +194,8 @@ def test_cli_ask_with_an_llm_backend_and_the_renamed_embedding_flag(index: Path,
 def test_the_api_stream_carries_llm_tokens_then_the_verified_result(index: Path, fake: FakeLLM) -> None:
     from fastapi.testclient import TestClient
 
-    from assistant.server import ServerConfig, create_app
+    from assistant.web.app import create_app
+    from assistant.web.config import ServerConfig
 
     service = AssistantService(Settings(index_dir=index, llm_base_url=fake.url("wrong"), llm_api_key="k",
                                         llm_max_retries=0), shared_embedder())
@@ -222,7 +223,8 @@ def test_the_api_stream_carries_llm_tokens_then_the_verified_result(index: Path,
 def test_the_api_stream_names_a_down_backend_in_a_warning_and_falls_back(index: Path) -> None:
     from fastapi.testclient import TestClient
 
-    from assistant.server import ServerConfig, create_app
+    from assistant.web.app import create_app
+    from assistant.web.config import ServerConfig
 
     url = f"http://127.0.0.1:{_closed_port()}/v1"
     service = AssistantService(Settings(index_dir=index, llm_base_url=url, llm_api_key="k", llm_max_retries=0),

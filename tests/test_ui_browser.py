@@ -48,10 +48,11 @@ def _free_port() -> int:
 
 
 def _make_app(service: Any, port: int) -> Any:
-    """The app the way production builds it: `assistant.server.create_app` (UI mounted at /ui) when
+    """The app the way production builds it: `assistant.web.app.create_app` (UI mounted at /ui) when
     it exists, else the UI mounted on a bare FastAPI app."""
     try:
-        from assistant.server import ServerConfig, create_app  # type: ignore[attr-defined,unused-ignore]
+        from assistant.web.app import create_app
+        from assistant.web.config import ServerConfig
     except ImportError:
         import gradio as gr
         from fastapi import FastAPI

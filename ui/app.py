@@ -20,118 +20,19 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
+from markupsafe import Markup
 
 from assistant.service import MAX_HISTORY_ITEMS, AssistantService, UploadError
 from assistant.ui import render
+from assistant.web import assets
+from assistant.web.preview import file_name
 
 log = logging.getLogger(__name__)
 
-CSS = """
-.da-header h1 { font-size: 1.45rem; margin: 0 0 .15rem 0; }
-.da-header p { margin: 0; color: var(--body-text-color-subdued); }
-.da-stats { display: flex; flex-wrap: wrap; gap: .4rem 1.1rem; font-size: .9rem; margin-top: .35rem;
-  color: var(--body-text-color-subdued); }
-.da-stats b { color: var(--body-text-color); }
-.da-msg .da-text { line-height: 1.55; }
-.da-question { white-space: pre-wrap; }
-a.da-cite { display: inline-block; font-weight: 600; font-size: .82em; text-decoration: none;
-  padding: 0 .3em; margin: 0 .08em; border-radius: .35em; cursor: pointer; vertical-align: .08em;
-  background: var(--color-accent-soft); color: var(--color-accent) !important;
-  border: 1px solid var(--color-accent); }
-a.da-cite:hover, a.da-cite:focus { background: var(--color-accent); color: white !important; }
-.da-sources { margin-top: .6rem; border-top: 1px solid var(--border-color-primary); padding-top: .45rem; }
-.da-sources-label, .da-panel-title { font-size: .75rem; text-transform: uppercase; letter-spacing: .05em;
-  font-weight: 600; color: var(--body-text-color-subdued); margin-bottom: .25rem; }
-details.da-source { border: 1px solid var(--border-color-primary); border-radius: .5rem; margin: .35rem 0;
-  padding: .3rem .6rem; background: var(--background-fill-primary); }
-details.da-source > summary { cursor: pointer; font-size: .92rem; }
-details.da-source[open] > summary { margin-bottom: .3rem; }
-details.da-source.da-flash, details.da-source:target { outline: 2px solid var(--color-accent); }
-.da-rank { font-size: .75rem; color: var(--body-text-color-subdued); margin-right: .2rem; }
-.da-snippet { font-size: .82rem; font-weight: 400; color: var(--body-text-color-subdued); margin: .1rem 0 0 1.1rem; }
-#da-sources-panel .da-title { font-size: .9rem; }
-.da-n { font-weight: 700; color: var(--color-accent); margin-right: .15rem; }
-.da-title { font-weight: 600; }
-.da-meta { font-size: .78rem; color: var(--body-text-color-subdued); margin-bottom: .3rem; }
-.da-passage { font-size: .9rem; line-height: 1.5; white-space: pre-wrap; max-height: 16rem; overflow-y: auto;
-  border-left: 3px solid var(--border-color-accent); padding: .1rem 0 .1rem .6rem; }
-mark.da-quote { background: #fde68a; color: #1f2937; padding: 0 .1em; border-radius: .15em; }
-.da-warn { margin-top: .4rem; padding: .3rem .6rem; border-left: 4px solid #dc2626; background: rgba(220, 38, 38, .08);
-  font-size: .8rem; }
-.da-warn ul { margin: 0; padding-left: 1rem; }
-.da-unverified { text-decoration: underline wavy #dc2626; background: rgba(220, 38, 38, .06); }
-.da-footer { margin-top: .5rem; font-size: .75rem; color: var(--body-text-color-subdued); }
-.da-backend { font-weight: 600; padding: 0 .35em; border-radius: .3em; background: var(--background-fill-secondary);
-  border: 1px solid var(--border-color-primary); }
-.da-readas { font-style: italic; }
-.da-abstain { border-left: 4px solid #d97706; background: rgba(245, 158, 11, .12); padding: .5rem .75rem;
-  border-radius: .4rem; }
-.da-error { border-left: 4px solid #dc2626; background: rgba(220, 38, 38, .10); padding: .5rem .75rem;
-  border-radius: .4rem; }
-.da-notice-title { font-weight: 700; margin-bottom: .2rem; }
-.da-abstain .da-notice-title { color: #b45309; }
-.da-error .da-notice-title { color: #b91c1c; }
-.da-hint { font-size: .85rem; margin-top: .3rem; color: var(--body-text-color-subdued); }
-.da-cursor { animation: da-blink 1s steps(1) infinite; opacity: .6; }
-@keyframes da-blink { 50% { opacity: 0; } }
-.da-panel { padding: .2rem .1rem; }
-.da-muted { color: var(--body-text-color-subdued); font-size: .85rem; margin: .2rem 0 .4rem 0; }
-details.da-source.da-cited { border-color: var(--color-accent); }
-.da-table-wrap { max-height: 28rem; overflow: auto; }
-table.da-table { width: 100%; border-collapse: collapse; font-size: .88rem; }
-table.da-table th { text-align: left; font-weight: 600; border-bottom: 2px solid var(--border-color-primary);
-  padding: .35rem .5rem; position: sticky; top: 0; background: var(--background-fill-primary); }
-table.da-table td { border-bottom: 1px solid var(--border-color-primary); padding: .35rem .5rem;
-  vertical-align: top; overflow-wrap: anywhere; }
-td.da-num { text-align: right; white-space: nowrap; }
-td.da-id, td.da-file { font-family: var(--font-mono); font-size: .8rem; }
-.da-ingest-summary { font-weight: 600; margin: .2rem 0 .4rem 0; }
-.da-badge { display: inline-block; white-space: nowrap; font-size: .78rem; font-weight: 600; padding: .05rem .45rem; border-radius: 1rem;
-  background: var(--background-fill-secondary); border: 1px solid var(--border-color-primary); }
-.da-status-ok .da-badge { background: #dcfce7; color: #166534; border-color: #86efac; }
-.da-status-bad .da-badge { background: #fee2e2; color: #991b1b; border-color: #fca5a5; }
-.da-status-warn .da-badge { background: #fef3c7; color: #92400e; border-color: #fcd34d; }
-.da-status-bad .da-reason { color: #b91c1c; }
-.da-notice { padding: .4rem .7rem; border-radius: .4rem; font-size: .9rem; }
-.da-notice-ok { background: rgba(34, 197, 94, .12); border-left: 3px solid #16a34a; }
-.da-notice-bad { background: rgba(220, 38, 38, .10); border-left: 3px solid #dc2626; }
-.da-notice-info { background: var(--background-fill-secondary); border-left: 3px solid var(--border-color-accent); }
-#da-sources-panel { max-height: 720px; overflow-y: auto !important; }
-#da-sources-panel details.da-source > summary { font-size: .85rem; }
-#da-sources-panel .da-title { font-size: .85rem; }
-table.da-table td.da-title { font-weight: 500; }
-td.da-nowrap, td.da-id { white-space: nowrap; }
-td.da-file { min-width: 8rem; }
-table.da-table td.da-title { min-width: 12rem; }
-.da-docs-heading { display: flex; flex-wrap: wrap; align-items: baseline; gap: .2rem 1rem; margin-bottom: .3rem; }
-.da-docs-heading h2 { font-size: 1.05rem; margin: 0; }
-"""
-
-# Citation clicks: open the `<details>` the `[n]` link points at and bring it into view. Installed
-# once per page from a gr.HTML `js_on_load` (the server mounts the Blocks, so Blocks-level js/css
-# would be dropped). Reads only element ids we generate; never evaluates document text.
-CITE_JS = """
-if (!window.__daCiteHandler) {
-  window.__daCiteHandler = true;
-  document.addEventListener('click', function (ev) {
-    var link = ev.target && ev.target.closest ? ev.target.closest('a.da-cite') : null;
-    if (!link) return;
-    var id = (link.getAttribute('href') || '').replace(/^#/, '');
-    var target = id ? document.getElementById(id) : null;
-    if (!target) return;
-    ev.preventDefault();
-    target.open = true;
-    target.classList.add('da-flash');
-    setTimeout(function () { target.classList.remove('da-flash'); }, 1600);
-    target.scrollIntoView({block: 'nearest', behavior: 'smooth'});
-  }, true);
-}
-"""
-
-CHAT_PLACEHOLDER = (
-    "<div style='text-align:center;opacity:.75'><b>Ask about your documents.</b><br>"
-    "Every answer cites the passage it comes from: click a <b>[n]</b> to see it.</div>"
-)
+# The page's CSS and the citation-click handler are files in ui/static/; the click handler is
+# installed once per page from a gr.HTML `js_on_load` (the server mounts the Blocks, so Blocks-level
+# js/css would be dropped). It reads only element ids we generate; never evaluates document text.
+UI_DIR = Path(__file__).parent
 
 
 def _message(role: str, content: str) -> dict[str, Any]:
@@ -148,13 +49,11 @@ def build_ui(service: AssistantService) -> gr.Blocks:
         return [[q] for q in render.example_questions([d.title for d in docs])]
 
     def header_html() -> str:
-        return ('<div class="da-header"><h1>Document assistant</h1>'
-                "<p>Answers quote your documents; every claim carries a citation to the exact passage.</p>"
-                f"{render.render_stats(service.stats())}</div>")
+        return assets.render("header.html", stats=Markup(render.render_stats(service.stats())))
 
     def documents_state() -> tuple[str, str, Any, Any, Any]:
         docs = service.documents()
-        choices = [(f"{d.title or render.file_name(d.source)} \u2014 {render.file_name(d.source)} ({d.n_chunks} chunks)",
+        choices = [(f"{d.title or file_name(d.source)} \u2014 {file_name(d.source)} ({d.n_chunks} chunks)",
                     d.id) for d in docs]
         return (header_html(), render.render_documents(docs), gr.Dropdown(choices=choices, value=None),
                 gr.Dataset(samples=examples_for_index()), render.render_docs_heading(service.stats()))
@@ -269,7 +168,7 @@ def build_ui(service: AssistantService) -> gr.Blocks:
     def on_remove(doc_id: str | None):  # type: ignore[no-untyped-def]
         if not doc_id:
             return (render.render_notice("Select a document to remove first.", "bad"), *documents_state())
-        title = next((d.title or render.file_name(d.source) for d in service.documents() if d.id == doc_id), doc_id)
+        title = next((d.title or file_name(d.source) for d in service.documents() if d.id == doc_id), doc_id)
         removed = service.remove(doc_id)
         note = (render.render_notice(f"Removed \u201c{title}\u201d.", "ok") if removed
                 else render.render_notice("That document is no longer in the index.", "bad"))
@@ -281,7 +180,8 @@ def build_ui(service: AssistantService) -> gr.Blocks:
     # -- layout -----------------------------------------------------------------------------------
 
     with gr.Blocks(title="Document assistant", analytics_enabled=False) as demo:
-        gr.HTML(f"<style>{CSS}</style>", js_on_load=CITE_JS, elem_id="da-style", padding=False, container=False)
+        gr.HTML(assets.render("style.html", css=assets.static_text(UI_DIR, "app.css")),
+                js_on_load=str(assets.static_text(UI_DIR, "cite.js")), elem_id="da-style", padding=False, container=False)
         header = gr.HTML(header_html(), elem_id="da-header")
         turns = gr.State([])
         with gr.Tabs():
@@ -291,7 +191,7 @@ def build_ui(service: AssistantService) -> gr.Blocks:
                         chatbot = gr.Chatbot(
                             label="Conversation", elem_id="da-chat", height=560, render_markdown=False,
                             sanitize_html=True, latex_delimiters=[], line_breaks=False, allow_tags=False,
-                            placeholder=CHAT_PLACEHOLDER, feedback_options=("Like", "Dislike"),
+                            placeholder=assets.render("chat_placeholder.html"), feedback_options=("Like", "Dislike"),
                             buttons=[], group_consecutive_messages=False,
                         )
                         with gr.Row(equal_height=True):

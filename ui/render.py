@@ -10,35 +10,28 @@ Citations: an answer's `[n]` becomes `<a class="da-cite" href="#da-cite-TURN-n">
 message carries, under its text, one `<details id="da-cite-TURN-n">` per citation with the title,
 file, character span and the passage with the quoted span in `<mark>`. A click on `[n]` opens
 that `<details>` (a small delegated click handler in `app.py`; without it the link still jumps
-there and the summary opens it).
+there and the summary opens it). The passage shown is `quote_context`: the one preview rule,
+shared with /embed (assistant/web/preview.py).
 """
 
 from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from pathlib import PurePath
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
+
+from assistant.web.preview import DocumentText, file_name, quote_context
 
 # One pass: HTML's special characters, then those that mean something to Markdown, LaTeX
 # auto-render or JS/Handlebars templates, all as numeric character references.
 _ESCAPES = str.maketrans({ch: f"&#{ord(ch)};" for ch in "&<>\"'[]()$`{}\\*_|~!#"})
 _CITE_MARK = re.compile(r"\[(\d+)\]")
-PREVIEW_CONTEXT = 240  # characters of document text shown around a quote fetched from the index
-
-DocumentText = Callable[[str, int, int], "str | None"]
 
 
 def esc(text: object) -> str:
     """Untrusted text as inert HTML: escaped, with Markdown/LaTeX/template characters neutralized."""
     return ("" if text is None else str(text)).translate(_ESCAPES)
-
-
-def file_name(source: object) -> str:
-    """The last component of a source path (never the server's folder layout)."""
-    text = str(source or "")
-    return PurePath(text.replace("\\", "/")).name or text
 
 
 def _attr_id(*parts: object) -> str:
@@ -116,34 +109,6 @@ def _linked_answer(turn: int, answer: str, numbers: set[int]) -> str:
         pos = match.end()
     out.append(esc(answer[pos:]))
     return "".join(out)
-
-
-def quote_context(citation: Mapping[str, Any], passages: Sequence[Mapping[str, Any]],
-                  document_text: DocumentText | None = None) -> tuple[str, str, str]:
-    """(text before, quoted span, text after) for a citation's preview.
-
-    The quote is located in the retrieved passage it came from (character offsets relative to the
-    passage start); if that passage is missing, the text around the span is read from the index;
-    failing both, the quote alone is shown.
-    """
-    start, end = int(citation.get("start", 0)), int(citation.get("end", 0))
-    quote = str(citation.get("quote", ""))
-    for p in passages:
-        if p.get("chunk_id") != citation.get("chunk_id"):
-            continue
-        p_start, text = int(p.get("start", 0)), str(p.get("text", ""))
-        lo, hi = start - p_start, end - p_start
-        if 0 <= lo <= hi <= len(text) and (not quote or text[lo:hi] == quote):
-            return text[:lo], text[lo:hi], text[hi:]
-    if document_text is not None and citation.get("doc_id"):
-        lo = max(0, start - PREVIEW_CONTEXT)
-        try:
-            around = document_text(str(citation["doc_id"]), lo, end + PREVIEW_CONTEXT)
-        except Exception:  # a preview must never break the answer
-            around = None
-        if around and start - lo <= len(around) and (not quote or around[start - lo : end - lo] == quote):
-            return around[: start - lo], around[start - lo : end - lo], around[end - lo :]
-    return "", quote, ""
 
 
 def _passage_html(before: str, quote: str, after: str) -> str:

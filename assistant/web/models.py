@@ -1,0 +1,189 @@
+"""Request and response bodies of the /api routes, as pydantic models: FastAPI validates with
+them and /docs shows each one. The answer shapes are those of `AskResult.to_dict()`,
+`Citation.to_dict()` and `Passage.to_dict()` (the same as `assistant ask --json`)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from assistant.service import MAX_HISTORY_ITEMS, MAX_OFFSET, MAX_QUESTION_CHARS, MAX_TOP_K
+from assistant.web.preview import PREVIEW_CONTEXT
+
+MAX_PASSAGE_CHARS = 20_000
+History = list[Annotated[str, Field(max_length=MAX_QUESTION_CHARS)]]
+
+# -- requests ---------------------------------------------------------------------------------
+
+
+class AskBody(BaseModel):
+    question: str = Field(..., max_length=MAX_QUESTION_CHARS, description="the question")
+    history: History = Field(default_factory=list, max_length=MAX_HISTORY_ITEMS,
+                             description="earlier questions of the conversation, oldest first")
+    top_k: int | None = Field(None, ge=1, le=MAX_TOP_K, description="passages to retrieve (default from settings)")
+    backend: str | None = Field(None, description="answer backend (GET /api/info lists them; default: the first)")
+
+
+class FeedbackBody(BaseModel):
+    rating: Literal[1, -1] = Field(..., description="1 thumbs up, -1 thumbs down")
+    question: str = Field(..., max_length=MAX_QUESTION_CHARS)
+    answer: str = Field("", max_length=100_000)
+    comment: str = Field("", max_length=4000)
+    history: History = Field(default_factory=list, max_length=MAX_HISTORY_ITEMS)
+    citations: list[dict[str, Any]] = Field(default_factory=list, max_length=100)
+    abstained: bool = False
+
+
+class PreviewBody(BaseModel):
+    doc_id: str = Field(..., max_length=100)
+    start: int = Field(..., ge=0, le=MAX_OFFSET, description="the citation's span in its document's text")
+    end: int = Field(..., ge=1, le=MAX_OFFSET)
+    quote: str = Field("", max_length=MAX_PASSAGE_CHARS, description="the citation's quote: the span must hold it")
+
+
+# -- responses --------------------------------------------------------------------------------
+
+
+class ErrorBody(BaseModel):
+    error: str = Field(..., description="what went wrong and what to do about it")
+    detail: list[dict[str, Any]] | None = Field(None, description="per-field problems (422 only)")
+
+
+class CitationBody(BaseModel):
+    n: int = Field(..., description="the number used as [n] in the answer")
+    chunk_id: int
+    doc_id: str
+    title: str
+    source: str
+    start: int = Field(..., description="character span of the quote in the document's text")
+    end: int
+    quote: str
+
+
+class PassageBody(BaseModel):
+    chunk_id: int
+    doc_id: str
+    title: str
+    source: str
+    start: int = Field(..., description="character span of the passage in the document's text")
+    end: int
+    text: str
+    score: float
+    dense_score: float | None = None
+    bm25_score: float | None = None
+    dense_rank: int | None = None
+    bm25_rank: int | None = None
+
+
+class AskResponse(BaseModel):
+    question: str
+    standalone_question: str = Field(..., description="the question as retrieved for (follow-ups resolved)")
+    answer: str = Field(..., description="the answer with [n] citation marks")
+    abstained: bool
+    confidence: float
+    citations: list[CitationBody]
+    passages: list[PassageBody]
+    timings: dict[str, float]
+    backend: str = Field(..., description="who produced the answer: extractive, or an LLM backend")
+    model: str
+    fallback_reason: str | None
+    warnings: list[str]
+    unsupported: list[dict[str, Any]] = Field(..., description="generated sentences the verifier rejected")
+    dropped_citations: list[dict[str, Any]]
+    revised: bool = Field(..., description="the streamed draft differs from `answer`: replace it")
+    debug: dict[str, Any]
+
+
+class InfoResponse(BaseModel):
+    answer_modes: list[str]
+    max_upload_mb: float
+    accepted_types: list[str]
+    top_k: int
+
+
+class SearchResponse(BaseModel):
+    query: str
+    passages: list[PassageBody]
+    timings: dict[str, float]
+
+
+class DocumentBody(BaseModel):
+    id: str
+    source: str
+    title: str
+    content_hash: str
+    size: int
+    n_chunks: int
+    updated_at: float
+
+
+class IndexStats(BaseModel):
+    """What the store reports (the route leaves out what a store does not report)."""
+
+    model_config = ConfigDict(extra="allow")  # a store may report more
+    documents: int
+    chunks: int
+    ready: bool
+    vectors: int | None = None
+    model: str | None = None
+    dim: int | None = None
+    generation: int | None = None
+    store: str | None = Field(None, description="the index folder, or the database URL without its password")
+
+
+class DocumentsResponse(BaseModel):
+    documents: list[DocumentBody]
+    stats: IndexStats
+
+
+class UploadedFile(BaseModel):
+    source: str
+    status: str = Field(..., description="added, updated, unchanged, skipped or failed")
+    reason: str
+    chunks: int
+    doc_id: str
+    filename: str
+
+
+class UploadResponse(BaseModel):
+    results: list[UploadedFile]
+    embedded_chunks: int
+    seconds: float
+
+
+class UploadRefused(UploadResponse):
+    error: str
+
+
+class RemovedResponse(BaseModel):
+    removed: str
+
+
+class FeedbackSaved(BaseModel):
+    id: int
+
+
+class PassageText(BaseModel):
+    doc_id: str
+    start: int
+    end: int
+    text: str
+
+
+class PreviewResponse(BaseModel):
+    doc_id: str
+    start: int
+    end: int
+    before: str = Field(..., description=f"up to {PREVIEW_CONTEXT} characters of the document before the quote")
+    quote: str
+    after: str
+    found: bool = Field(..., description="false: the span no longer holds the quote; `quote` alone is shown")
+
+
+class StreamEventDoc(BaseModel):
+    """One server-sent event of /api/ask/stream (documentation only: the wire format is SSE)."""
+
+    event: Literal["token", "status", "warning", "final", "error"]
+    data: str = Field(..., description="JSON: {text} for token/status/warning, the /api/ask body for final, "
+                                       "{error} for error")
