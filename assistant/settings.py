@@ -119,8 +119,10 @@ class Settings:
     # Retrieval. fusion, dense_weight, candidates, bm25_k1, bm25_b and bm25_title_weight: the best
     # configuration on BEIR SciFact train (`assistant bench retrieval --tune`, 540 trials), which also
     # lowers no news golden-set score (`benchmarks/golden_gate.py`); benchmarks/RESULTS.md.
-    top_k: int = setting(5, "passages returned by a search", flag="--top-k", commands=("search", "ask", "eval"))
-    answer_passages: int = setting(8, "passages retrieved for an answer when the question names no top_k: the "
+    top_k: int = setting(5, "passages returned by a search; `ask --top-k N` answers from N passages",
+                         flag="--top-k", commands=("search", "ask", "eval"))
+    # ask and the API retrieve more than a search shows: the answerers pick one unit out of them.
+    answer_passages: int = setting(8, "passages an answer is chosen from when the question names no top_k: the "
                                    "larger of this and `TOP_K`")
     candidates: int = setting(400, "passages each retriever (dense, keyword) hands to fusion")
     rrf_k: int = setting(60, "k of reciprocal rank fusion (`FUSION=rrf`)")
