@@ -15,7 +15,7 @@ from assistant import plugins
 from assistant.embed import Embedder, resolve_model_path
 from assistant.index import open_store
 from assistant.ingest import Ingestor
-from assistant.llm import answer_backends, get_backend
+from assistant.llm import answer_backends, configured_backends, get_backend
 from assistant.loaders import LoadError, is_supported, load, supported_suffixes
 from assistant.pipeline import Assistant
 from assistant.settings import Settings
@@ -96,7 +96,9 @@ def test_csv_plugin_from_an_entry_point_is_ingested_and_searched(installed_csv_p
         assert "| Vessa | 06:40 | 3.2 metres |" in top.text
 
 
-def test_a_plugin_registered_in_process_provides_a_backend_and_a_store(tmp_path: Path) -> None:
+def test_a_plugin_registered_in_process_provides_a_backend_and_a_store(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("OPENAI_BASE_URL", "OPENAI_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
     opened: list[tuple[str, int]] = []
 
     class Echo:
@@ -114,6 +116,7 @@ def test_a_plugin_registered_in_process_provides_a_backend_and_a_store(tmp_path:
     plugins.register(Extras())
     assert answer_backends() == ["extractive", "openai", "local", "echo"]
     assert isinstance(get_backend("echo", Settings()), Echo)
+    assert configured_backends(Settings()) == ["echo"]  # the built-ins need an endpoint or a GGUF file
     assert open_store(Settings(store="memory://x"), "model", 3) == "a store" and opened == [("model", 3)]
     plugins.reset()
     assert "echo" not in answer_backends()

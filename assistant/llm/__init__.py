@@ -7,7 +7,7 @@
 Chat backends register by name through the plugin hook `register_chat_backends`
 (`assistant.plugins`), the two above included. "Answer backends" are what `ask` accepts: "extractive"
 (no LLM) plus every chat backend. `get_backend(name, settings)` builds one, `configured_backends(settings)`
-lists the built-ins these settings make usable.
+lists those these settings make usable.
 
 Every failure becomes an `LLMError` whose message names the backend and the problem (connection
 refused, wrong key, timeout, malformed stream, context overflow, ...): callers show it and fall back.
@@ -41,7 +41,8 @@ def answer_backends() -> list[str]:
 
 def configured_backends(settings: Settings) -> list[str]:
     """LLM backends these settings make usable: `openai` once an endpoint or key is known,
-    `local` once the model names an existing GGUF file (or a registered one)."""
+    `local` once the model names an existing GGUF file (or a registered one), and every other
+    registered chat backend (a plugin's factory raises `LLMError` when its own setup is missing)."""
     names = []
     if settings.llm_base_url or os.environ.get("OPENAI_BASE_URL") or settings.llm_api_key or os.environ.get("OPENAI_API_KEY"):
         names.append("openai")
@@ -51,7 +52,7 @@ def configured_backends(settings: Settings) -> list[str]:
             names.append("local")
         except LLMError:
             pass
-    return names
+    return names + [name for name in plugins.chat_backends().names() if name not in ("openai", "local")]
 
 
 def get_backend(name: str, settings: Settings) -> ChatBackend:
