@@ -14,7 +14,7 @@ the assistant says the documents do not hold the answer. The answer is the unit'
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
@@ -22,8 +22,9 @@ import numpy as np
 from assistant.answer_features import UnitCandidate, build_candidates, features
 from assistant.answer_model import AnswerModel, calibration_signals, shipped_model
 from assistant.condense import Condensed, needs_context
-from assistant.retrieve import CorpusStats, Passage
-from assistant.text import Span, content_terms
+from assistant.retrieve import CorpusStats
+from assistant.text import content_terms
+from assistant.types import Answer, Candidate, Citation, Passage, Span
 from assistant.units import Unit, split_units
 
 if TYPE_CHECKING:
@@ -34,37 +35,6 @@ if TYPE_CHECKING:
 ANSWERERS = ("rules", "learned")
 
 NO_ANSWER = "I could not find an answer to that in the indexed documents."
-
-
-@dataclass
-class Citation:
-    n: int
-    chunk_id: int
-    doc_id: str
-    title: str
-    source: str
-    start: int  # character span of the quoted text in the document's text
-    end: int
-    quote: str
-
-    def to_dict(self) -> dict[str, object]:
-        return asdict(self)
-
-
-@dataclass
-class Candidate:
-    passage: Passage
-    span: Span
-    score: float  # the scorer's log-odds that this unit holds the answer
-
-
-@dataclass
-class ExtractiveAnswer:
-    text: str
-    abstained: bool
-    citations: list[Citation]
-    confidence: float  # calibrated P(the answer is right); compare with the abstain threshold
-    candidates: list[Candidate] = field(default_factory=list)
 
 
 @dataclass
@@ -135,17 +105,17 @@ class LearnedAnswerer:
         return Scored(candidates, scores, self.model.confidence(calibration_signals(scores, x)))
 
     def run(self, condensed: Condensed, passages: list[Passage], stats: CorpusStats,
-            query_vector: np.ndarray | None = None) -> ExtractiveAnswer:
+            query_vector: np.ndarray | None = None) -> Answer:
         return self.decide(self.score(condensed, passages, stats, query_vector))
 
-    def decide(self, scored: Scored) -> ExtractiveAnswer:
+    def decide(self, scored: Scored) -> Answer:
         """Answer with the best unit(s), or abstain below the threshold."""
         order = np.argsort(-scored.scores, kind="stable")
         ranked = [Candidate(scored.candidates[i].passage, _span(scored.candidates[i].unit),
                             round(float(scored.scores[i]), 4)) for i in order[:10]]
         confidence = round(scored.confidence, 4)
         if not len(order) or scored.confidence < self.abstain_threshold:
-            return ExtractiveAnswer(NO_ANSWER, True, [], confidence, ranked)
+            return Answer(NO_ANSWER, True, [], confidence, ranked)
         chosen = [int(order[0])]
         best = float(scored.scores[order[0]])
         for i in order[1:]:
@@ -163,7 +133,7 @@ class LearnedAnswerer:
             n = len(citations) + 1
             citations.append(Citation(n, p.chunk_id, p.doc_id, p.title, p.source, unit.start, unit.end, unit.text))
             parts.append(f"{shown_unit(unit, p, self.store)} [{n}]")
-        return ExtractiveAnswer(" ".join(parts), False, citations, confidence, ranked)
+        return Answer(" ".join(parts), False, citations, confidence, ranked)
 
 
 def unresolved_reference(condensed: Condensed) -> bool:
@@ -235,7 +205,7 @@ class Answerer(Protocol):
     def abstain_threshold(self) -> float: ...
 
     def run(self, condensed: Condensed, passages: list[Passage], stats: CorpusStats,
-            query_vector: np.ndarray | None = None) -> ExtractiveAnswer: ...
+            query_vector: np.ndarray | None = None) -> Answer: ...
 
 
 def make_answerer(settings: Settings, store: Store | None = None, embedder: Embedder | None = None) -> Answerer:

@@ -21,8 +21,9 @@ from functools import lru_cache
 import numpy as np
 
 from assistant import english
-from assistant.retrieve import CorpusStats, Passage
+from assistant.retrieve import CorpusStats
 from assistant.text import content_terms
+from assistant.types import Passage
 from assistant.units import Unit
 
 TYPE_FEATURES = tuple(f"asks_{t}" for t in english.ANSWER_TYPES)

@@ -28,11 +28,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from assistant.answer import NO_ANSWER, Citation, ExtractiveAnswer, shown_unit
-from assistant.answer import Candidate as BaseCandidate
+from assistant.answer import NO_ANSWER, shown_unit
 from assistant.condense import Condensed
-from assistant.retrieve import CorpusStats, Passage
-from assistant.text import Span, content_terms, split_sentences
+from assistant.retrieve import CorpusStats
+from assistant.text import content_terms, split_sentences
+from assistant.types import Answer, Citation, Passage, Span
+from assistant.types import Candidate as BaseCandidate
 from assistant.units import split_units
 
 if TYPE_CHECKING:
@@ -135,12 +136,12 @@ class RuleAnswerer:
         return candidates
 
     def run(self, condensed: Condensed, passages: list[Passage], stats: CorpusStats,
-            query_vector: np.ndarray | None = None) -> ExtractiveAnswer:
+            query_vector: np.ndarray | None = None) -> Answer:
         candidates = self.score(condensed, passages, stats)
         q_terms = set(content_terms(condensed.question))
         if not candidates or candidates[0].score < self.abstain_threshold:
             confidence = candidates[0].score if candidates else 0.0
-            return ExtractiveAnswer(NO_ANSWER, True, [], confidence, list(candidates[:10]))
+            return Answer(NO_ANSWER, True, [], confidence, list(candidates[:10]))
         best = candidates[0]
         chosen = [best]
         for cand in candidates[1:]:
@@ -164,7 +165,7 @@ class RuleAnswerer:
             p = cand.passage
             citations.append(Citation(n, p.chunk_id, p.doc_id, p.title, p.source, span.start, span.end, span.text))
             parts.append(f"{self._display(p, span)} [{n}]")
-        return ExtractiveAnswer(" ".join(parts), False, citations, best.score, list(candidates[:10]))
+        return Answer(" ".join(parts), False, citations, best.score, list(candidates[:10]))
 
     def _display(self, passage: Passage, span: Span) -> str:
         """The unit's display text (no Markdown, a table row with its header) when the span is one

@@ -17,8 +17,9 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from assistant.text import Span, normalize, split_sentences
+from assistant.text import normalize, split_sentences
 from assistant.tokens import get_encoding
+from assistant.types import Span
 
 if TYPE_CHECKING:
     from assistant.embed import Embedder

@@ -108,8 +108,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     with _open(args) as assistant:
         result = assistant.search(args.query, top_k=args.top_k, mode=args.mode)
     if args.json:
-        print(json.dumps({"query": result.query, "passages": [p.to_dict() for p in result.passages],
-                          "timings": result.timings}, indent=2, ensure_ascii=False))
+        print(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
         return 0
     if not result.passages:
         print("no passages found")
@@ -150,11 +149,12 @@ def cmd_ask(args: argparse.Namespace) -> int:
         print()
         for c in result.citations:
             print(f"[{c.n}] {c.title[:70]} — {Path(c.source).name}, chars {c.start}-{c.end} (chunk {c.chunk_id})")
-    if result.unsupported:
-        print("\nnot supported by the sources they cite" + (" (marked [unverified]):" if "start" in result.unsupported[0]
-                                                          else " (removed):"))
-        for u in result.unsupported:
-            print(f"- {u['sentence']}  ({u['reason']})")
+    for marked, how in ((True, "marked [unverified]"), (False, "removed")):
+        rejected = [u for u in result.unsupported if u.marked == marked]
+        if rejected:
+            print(f"\nnot supported by the sources they cite ({how}):")
+            for u in rejected:
+                print(f"- {u.sentence}  ({u.reason})")
     if result.standalone_question != result.question:
         print(f"\n(read as: {result.standalone_question})")
     if result.backend != "extractive" or result.fallback_reason:

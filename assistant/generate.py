@@ -17,48 +17,29 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Generator
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import replace
 
 import jinja2
 import numpy as np
 
-from assistant.answer import NO_ANSWER, Answerer, Citation, ExtractiveAnswer
+from assistant.answer import NO_ANSWER, Answerer
 from assistant.condense import Condensed, condense, needs_context
 from assistant.llm import CallStats, ChatBackend, LLMError
 from assistant.prompting import ContextPack, Prompts, answer_messages
-from assistant.retrieve import CorpusStats, Passage
+from assistant.retrieve import CorpusStats
 from assistant.settings import Settings
 from assistant.text import content_terms
+from assistant.types import Answer, Citation, EventKind, Passage, UnsupportedSentence
 from assistant.verify import Claim, Verifier, assemble, has_term
 
-Event = tuple[str, str]  # ("token" | "status" | "warning", text)
+Event = tuple[EventKind, str]  # ("token" | "status" | "warning", text)
 # A model that starts echoing the prompt's own structure has stopped answering.
 STOP = ["</source>", "<source", "\nQuestion:"]
 
 
-@dataclass
-class Generated:
-    """What the answer step produced, whoever produced it (`backend` names who did)."""
-
-    text: str
-    abstained: bool
-    confidence: float
-    citations: list[Citation]
-    backend: str
-    model: str = ""
-    fallback_reason: str | None = None
-    warnings: list[str] = field(default_factory=list)
-    unsupported: list[dict[str, Any]] = field(default_factory=list)
-    dropped_citations: list[dict[str, Any]] = field(default_factory=list)
-    revised: bool = False  # the final text differs from the streamed draft: show `text` instead
-    timings: dict[str, float] = field(default_factory=dict)
-    debug: dict[str, Any] = field(default_factory=dict)
-
-
-def from_extractive(answer: ExtractiveAnswer, fallback_reason: str | None = None, **extra: Any) -> Generated:
-    return Generated(answer.text, answer.abstained, answer.confidence, answer.citations, "extractive",
-                     fallback_reason=fallback_reason, **extra)
+def from_extractive(answer: Answer, fallback_reason: str) -> Answer:
+    """The extractive answer standing in for the LLM's, with the reason."""
+    return replace(answer, backend="extractive", fallback_reason=fallback_reason)
 
 
 class GenerativeAnswerer:
@@ -103,7 +84,7 @@ class GenerativeAnswerer:
     # -- answers ------------------------------------------------------------------------------
 
     def run(self, condensed: Condensed, passages: list[Passage], stats: CorpusStats,
-            stream: bool = True, query_vector: np.ndarray | None = None) -> Generator[Event, None, Generated]:
+            stream: bool = True, query_vector: np.ndarray | None = None) -> Generator[Event, None, Answer]:
         s = self.settings
         extractive = self.extractive.run(condensed, passages, stats, query_vector)
         if s.llm_gate and extractive.abstained:
@@ -146,20 +127,20 @@ class GenerativeAnswerer:
         verification = self.verifier.verify(draft, pack.sources, NO_ANSWER)
         timings = self._timings(call, llm_ms, pack)
         timings["verify_ms"] = round((time.perf_counter() - t0) * 1000, 2)
-        debug: dict[str, Any] = {"draft": draft, "context": pack.report(), "llm": call.to_dict(),
+        debug: dict[str, object] = {"draft": draft, "context": pack.report(), "llm": call.to_dict(),
                  "claims": [{"sentence": c.text, "cited": c.cited, "supported": c.supported, "reason": c.reason,
                              "supports": [x.to_dict() for x in c.supports]} for c in verification.claims]}
         if verification.abstained:
-            return Generated(NO_ANSWER, True, extractive.confidence, [], self.name, call.model, warnings=warnings,
-                             revised=stream and draft.strip() != NO_ANSWER, timings=timings, debug=debug)
+            return Answer(NO_ANSWER, True, [], extractive.confidence, backend=self.name, model=call.model,
+                          warnings=warnings, revised=stream and draft.strip() != NO_ANSWER, timings=timings,
+                          debug=debug)
         out = assemble(verification, pack.sources, s.unsupported_policy)
         if out.citations and not _on_topic(condensed.standalone, out.citations, verification.supported):
             reason = f"the {self.name} model's answer does not address the question (its supported sentences share no word with it)"
             debug["off_topic"] = True
             result = self._fallback(extractive, reason, warnings, call, True, started, pack)
             result.unsupported = _unplaced(out.unsupported) + [
-                {"sentence": c.text, "cited": c.cited, "score": round(c.score, 4), "reason": "does not address the question",
-                 "supports": [x.to_dict() for x in c.supports]} for c in verification.supported]
+                c.rejected("does not address the question") for c in verification.supported]
             result.dropped_citations = out.dropped_citations
             result.timings.update(timings)
             result.debug.update(debug)
@@ -171,9 +152,9 @@ class GenerativeAnswerer:
             result.timings.update(timings)
             result.debug.update(debug)
             return result
-        return Generated(out.text, False, extractive.confidence, out.citations, self.name, call.model,
-                         warnings=warnings, unsupported=out.unsupported, dropped_citations=out.dropped_citations,
-                         revised=stream and out.text != draft.strip(), timings=timings, debug=debug)
+        return Answer(out.text, False, out.citations, extractive.confidence, backend=self.name, model=call.model,
+                      warnings=warnings, unsupported=out.unsupported, dropped_citations=out.dropped_citations,
+                      revised=stream and out.text != draft.strip(), timings=timings, debug=debug)
 
     def _call(self, messages: list[dict[str, str]], stream: bool, call: CallStats,
               pieces: list[str]) -> Generator[Event, None, str]:
@@ -187,14 +168,15 @@ class GenerativeAnswerer:
             yield ("token", piece)
         return "".join(pieces)
 
-    def _fallback(self, extractive: ExtractiveAnswer, reason: str, warnings: list[str], call: CallStats,
-                  drafted: bool, started: float, pack: ContextPack | None) -> Generated:
+    def _fallback(self, extractive: Answer, reason: str, warnings: list[str], call: CallStats,
+                  drafted: bool, started: float, pack: ContextPack | None) -> Answer:
         if self.settings.fallback == "abstain" or extractive.abstained:
-            result = Generated(NO_ANSWER, True, extractive.confidence, [], self.name if not extractive.abstained
-                               else "extractive", call.model, fallback_reason=f"{reason}; abstained")
+            result = Answer(NO_ANSWER, True, [], extractive.confidence,
+                            backend=self.name if not extractive.abstained else "extractive",
+                            fallback_reason=f"{reason}; abstained")
         else:
             result = from_extractive(extractive, f"{reason}; showing the extractive answer")
-            result.model = call.model
+        result.model = call.model
         result.warnings = warnings
         result.revised = drafted
         result.timings = self._timings(call, (time.perf_counter() - started) * 1000, pack)
@@ -236,9 +218,9 @@ def _template_problem(exc: Exception) -> str:
     return str(exc)
 
 
-def _unplaced(unsupported: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _unplaced(unsupported: list[UnsupportedSentence]) -> list[UnsupportedSentence]:
     """Rejected sentences of a draft that is not shown: no offsets into the answer (it is another text)."""
-    return [{k: v for k, v in u.items() if k not in ("start", "end")} for u in unsupported]
+    return [replace(u, start=None, end=None) for u in unsupported]
 
 
 def _first_line(text: str) -> str:

@@ -25,13 +25,12 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from assistant.answer import Citation, ExtractiveAnswer
-from assistant.retrieve import Passage
 from assistant.text import content_terms, normalize
+from assistant.types import Answer, ChunkRecord, Citation, Passage
 from assistant.units import Unit, split_units
 
 if TYPE_CHECKING:
-    from assistant.index import ChunkRecord, Store
+    from assistant.index import Store
 
 MAX_DOCUMENTS = 5  # documents quoted for a question about the whole collection
 LEAD_WORDS = 30  # a first unit shorter than this is followed by the document's next unit
@@ -108,7 +107,7 @@ def about_target(question: str) -> AboutQuestion | None:
     return None
 
 
-def answer_about(about: AboutQuestion | None, store: Store, passages: list[Passage]) -> ExtractiveAnswer | None:
+def answer_about(about: AboutQuestion | None, store: Store, passages: list[Passage]) -> Answer | None:
     """The lead of the document (or of each document) the question asks about; None to let the
     normal answerer run."""
     if about is None:
@@ -134,7 +133,7 @@ def answer_about(about: AboutQuestion | None, store: Store, passages: list[Passa
     for n, (chunk, unit) in enumerate(picked, 1):
         citations.append(Citation(n, chunk.id, chunk.doc_id, chunk.title, chunk.source, unit.start, unit.end, unit.text))
         parts.append(f"{unit.shown()} [{n}]")
-    return ExtractiveAnswer(" ".join(parts), False, citations, round(confidence, 4))
+    return Answer(" ".join(parts), False, citations, round(confidence, 4))
 
 
 def _words(text: str) -> list[str]:

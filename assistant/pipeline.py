@@ -11,84 +11,19 @@ import re
 import threading
 import time
 from collections.abc import Generator, Iterator
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from assistant.answer import NO_ANSWER, Citation, ExtractiveAnswer, make_answerer, unresolved_reference
-from assistant.condense import condense
+from assistant.answer import NO_ANSWER, make_answerer, unresolved_reference
+from assistant.condense import Condensed, condense
 from assistant.embed import Embedder
 from assistant.index import index_backend, open_store
 from assistant.overview import about_target, answer_about
-from assistant.retrieve import HybridRetriever, Passage, RetrievalResult
+from assistant.retrieve import HybridRetriever
 from assistant.settings import Settings
+from assistant.types import Answer, AskResult, EventKind, RetrievalResult, StreamEvent
 
 if TYPE_CHECKING:  # assistant.generate (and the LLM stack) load only when an LLM backend is used
     from assistant.generate import GenerativeAnswerer
-
-
-@dataclass
-class AskResult:
-    question: str
-    standalone_question: str
-    answer: str
-    abstained: bool
-    confidence: float
-    citations: list[Citation]
-    passages: list[Passage]
-    timings: dict[str, float] = field(default_factory=dict)
-    # Who produced `answer` ("extractive", "openai", "local"), and why not the one asked for.
-    backend: str = "extractive"
-    model: str = ""  # the LLM that was asked, if any
-    fallback_reason: str | None = None
-    warnings: list[str] = field(default_factory=list)  # LLM failures and the like, for the user
-    unsupported: list[dict[str, Any]] = field(default_factory=list)  # generated sentences the verifier rejected
-    dropped_citations: list[dict[str, Any]] = field(default_factory=list)  # [n] to no source / a non-supporting one
-    revised: bool = False  # streamed draft differs from `answer`: replace it
-    debug: dict[str, Any] = field(default_factory=dict)  # draft, context packing, per-sentence support
-
-    def verified_answer(self) -> str:
-        """The answer without sentences marked unsupported (what the citations vouch for)."""
-        text = self.answer
-        for u in sorted(self.unsupported, key=lambda u: -int(u.get("start", -1))):
-            if "start" in u and "end" in u:
-                text = text[: u["start"]] + text[u["end"] :].replace(" [unverified]", "", 1)
-        return " ".join(text.split())
-
-    def to_dict(self) -> dict[str, object]:
-        """The stable machine-readable shape (`ask --json`, the API)."""
-        return {
-            "question": self.question,
-            "standalone_question": self.standalone_question,
-            "answer": self.answer,
-            "abstained": self.abstained,
-            "confidence": self.confidence,
-            "citations": [c.to_dict() for c in self.citations],
-            "passages": [p.to_dict() for p in self.passages],
-            "timings": self.timings,
-            "backend": self.backend,
-            "model": self.model,
-            "fallback_reason": self.fallback_reason,
-            "warnings": self.warnings,
-            "unsupported": self.unsupported,
-            "dropped_citations": self.dropped_citations,
-            "revised": self.revised,
-            "debug": self.debug,
-        }
-
-
-@dataclass
-class StreamEvent:
-    """One event of a streamed answer: text pieces first, then one `final` with the full result.
-
-    Kinds: "token" (a piece of the answer text), "status" (what is happening, e.g. "checking
-    citations"), "warning" (an LLM failure; the answer falls back), "final" (the AskResult; when
-    `result.revised` the streamed draft must be replaced by `result.answer`). Consumers ignore
-    kinds they do not know.
-    """
-
-    kind: str
-    text: str = ""
-    result: AskResult | None = None
 
 
 class Assistant:
@@ -172,35 +107,29 @@ class Assistant:
         timings.update(retrieval.timings)
         t0 = time.perf_counter()
         if generator is None:
-            about = answer_about(about_target(condensed.question), self.store, retrieval.passages)
-            if about is not None:
-                answer = about
-            elif unresolved_reference(condensed):
-                answer = ExtractiveAnswer(NO_ANSWER, True, [], 0.0)
-            else:
-                answer = self.answerer.run(condensed, retrieval.passages, self.retriever.stats, retrieval.query_vector)
-            timings["answer_ms"] = round((time.perf_counter() - t0) * 1000, 2)
-            timings["total_ms"] = round((time.perf_counter() - started) * 1000, 2)
-            reason = f"{unavailable}; showing the extractive answer" if unavailable else None
-            result = AskResult(question, condensed.standalone, answer.text, answer.abstained, answer.confidence,
-                               answer.citations, retrieval.passages, timings, fallback_reason=reason,
-                               warnings=warnings)
-            if stream:
-                for piece in re.findall(r"\S+\s*", result.answer):
-                    yield StreamEvent("token", piece)
-            yield StreamEvent("final", result=result)
-            return
-        generated = yield from _relay(generator.run(condensed, retrieval.passages, self.retriever.stats, stream,
-                                                    retrieval.query_vector))
-        timings.update(generated.timings)
+            answer = self._extractive(condensed, retrieval)
+        else:
+            answer = yield from _relay(generator.run(condensed, retrieval.passages, self.retriever.stats, stream,
+                                                     retrieval.query_vector))
+            timings.update(answer.timings)
         timings["answer_ms"] = round((time.perf_counter() - t0) * 1000, 2)
         timings["total_ms"] = round((time.perf_counter() - started) * 1000, 2)
-        yield StreamEvent("final", result=AskResult(
-            question, condensed.standalone, generated.text, generated.abstained, generated.confidence,
-            generated.citations, retrieval.passages, timings, backend=generated.backend, model=generated.model,
-            fallback_reason=generated.fallback_reason, warnings=warnings + generated.warnings,
-            unsupported=generated.unsupported, dropped_citations=generated.dropped_citations,
-            revised=generated.revised, debug=generated.debug))
+        reason = f"{unavailable}; showing the extractive answer" if unavailable else answer.fallback_reason
+        result = AskResult.of(question, condensed.standalone, answer, retrieval.passages, timings=timings,
+                              warnings=warnings + answer.warnings, fallback_reason=reason)
+        if stream and generator is None:
+            for piece in re.findall(r"\S+\s*", result.answer):
+                yield StreamEvent("token", piece)
+        yield StreamEvent("final", result=result)
+
+    def _extractive(self, condensed: Condensed, retrieval: RetrievalResult) -> Answer:
+        """The "what is X about" overview, an abstention on a dangling reference, or the answerer's pick."""
+        about = answer_about(about_target(condensed.question), self.store, retrieval.passages)
+        if about is not None:
+            return about
+        if unresolved_reference(condensed):
+            return Answer(NO_ANSWER, True, [], 0.0)
+        return self.answerer.run(condensed, retrieval.passages, self.retriever.stats, retrieval.query_vector)
 
     def close(self) -> None:
         self.store.close()
@@ -212,7 +141,7 @@ class Assistant:
         self.close()
 
 
-def _relay(events: Generator[tuple[str, str], None, Any]) -> Generator[StreamEvent, None, Any]:
+def _relay(events: Generator[tuple[EventKind, str], None, Answer]) -> Generator[StreamEvent, None, Answer]:
     """The answerer's (kind, text) events as StreamEvents; returns its result. Closing this
     closes the answerer too (a client that goes away stops the generation)."""
     try:

@@ -22,9 +22,9 @@ from typing import Any
 import jinja2
 
 import assistant.prompts as builtin_prompts
-from assistant.retrieve import Passage
 from assistant.text import split_sentences
 from assistant.tokens import count_tokens
+from assistant.types import Passage
 
 BUILTIN_DIR = Path(builtin_prompts.__file__).resolve().parent  # the package `assistant.prompts` (prompts/)
 # tiktoken's cl100k_base is not the served model's tokenizer; small-vocabulary models need up to

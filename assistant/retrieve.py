@@ -17,7 +17,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -30,35 +30,9 @@ from assistant.index.postgres import LazyDocumentFrequency
 from assistant.index.store import bm25_params_key
 from assistant.settings import Settings
 from assistant.text import content_terms
+from assistant.types import Passage, RetrievalResult
 
 MODES = ("hybrid", "dense", "bm25")
-
-
-@dataclass
-class Passage:
-    chunk_id: int
-    doc_id: str
-    title: str
-    source: str
-    start: int
-    end: int
-    text: str
-    score: float
-    dense_score: float | None = None
-    bm25_score: float | None = None
-    dense_rank: int | None = None
-    bm25_rank: int | None = None
-
-    def to_dict(self) -> dict[str, object]:
-        return asdict(self)
-
-
-@dataclass
-class RetrievalResult:
-    query: str
-    passages: list[Passage]
-    timings: dict[str, float] = field(default_factory=dict)
-    query_vector: np.ndarray | None = None
 
 
 class DocumentFrequency(Protocol):

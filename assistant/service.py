@@ -24,9 +24,9 @@ from assistant.feedback import FeedbackStore
 from assistant.index import DocumentRecord, index_backend, open_store, read_manifest
 from assistant.ingest import Ingestor, IngestReport
 from assistant.loaders import is_supported
-from assistant.pipeline import AskResult, Assistant, StreamEvent  # StreamEvent is defined in pipeline now
-from assistant.retrieve import RetrievalResult
+from assistant.pipeline import Assistant
 from assistant.settings import Settings
+from assistant.types import AskResult, RetrievalResult, StreamEvent
 
 UPLOADS = "uploads"  # folder inside the index dir that keeps uploaded files (they are the sources)
 STAGING_PREFIX = ".incoming-"  # uploads/.incoming-*/: an upload's files until its index commit

@@ -9,8 +9,9 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Iterator
-from dataclasses import dataclass
 from functools import lru_cache
+
+from assistant.types import Span
 
 _QUOTES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201a": "'", "\u201b": "'", "\u2032": "'",
                          "\u201c": '"', "\u201d": '"', "\u201e": '"', "\u201f": '"', "\u2033": '"',
@@ -22,15 +23,6 @@ _SPACE = re.compile(r"\s+")
 def normalize(text: str) -> str:
     text = unicodedata.normalize("NFKC", text).translate(_QUOTES).lower()
     return _SPACE.sub(" ", text).strip()
-
-
-@dataclass(frozen=True)
-class Span:
-    """A piece of a larger text, with its character offsets in that text."""
-
-    start: int
-    end: int
-    text: str
 
 
 # A sentence ends at . ! ? or … (plus closing quotes/brackets) followed by space and a likely

@@ -36,7 +36,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from itertools import zip_longest
 
-from assistant.text import Span, split_sentences
+from assistant.text import split_sentences
+from assistant.types import Span
 
 KINDS = ("sentence", "heading", "list_item", "table_row")
 

@@ -24,10 +24,10 @@ from typing import Any
 
 import numpy as np
 
-from assistant.answer import Citation
 from assistant.embed import Embedder
 from assistant.prompting import PackedPassage
-from assistant.text import Span, content_terms, normalize, split_sentences
+from assistant.text import content_terms, normalize, split_sentences
+from assistant.types import Citation, DroppedCitation, Span, Support, UnsupportedSentence
 
 LEXICAL_WEIGHT = 0.5
 UNVERIFIED = "[unverified]"
@@ -39,23 +39,6 @@ _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 _LEAD_IN = re.compile(r"^\W*(?:(?:according to|as (?:stated|said|reported) in|per|in)\s+(?:the\s+)?sources?\s*"
                       r"(?:\[[^\]]*\]\s*)+,?|(?:the\s+)?sources?\s*(?:\[[^\]]*\]\s*)+"
                       r"(?:says|said|states|stated|reports|reported)\s+(?:that\s+)?)\s*", re.IGNORECASE)
-
-
-@dataclass
-class Support:
-    """How well one cited source supports one sentence."""
-
-    n: int
-    score: float
-    lexical: float
-    embedding: float
-    numbers_ok: bool
-    span: Span  # the best-supporting text of the source, with document offsets
-    passed: bool = False  # numbers found and score >= the verifier's threshold
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"n": self.n, "score": round(self.score, 4), "lexical": round(self.lexical, 4),
-                "embedding": round(self.embedding, 4), "numbers_ok": self.numbers_ok, "passed": self.passed}
 
 
 @dataclass
@@ -72,6 +55,10 @@ class Claim:
     @property
     def score(self) -> float:
         return max((s.score for s in self.supports), default=0.0)
+
+    def rejected(self, reason: str | None = None) -> UnsupportedSentence:
+        """This sentence as reported unsupported (with the verifier's reason, or another one)."""
+        return UnsupportedSentence(self.text, self.cited, round(self.score, 4), reason or self.reason, self.supports)
 
 
 @dataclass
@@ -201,8 +188,8 @@ def _is_no_answer(draft: str, no_answer: str) -> bool:
 class Assembled:
     text: str
     citations: list[Citation]
-    unsupported: list[dict[str, Any]]
-    dropped_citations: list[dict[str, Any]]
+    unsupported: list[UnsupportedSentence]
+    dropped_citations: list[DroppedCitation]
 
 
 def assemble(verification: Verification, sources: list[PackedPassage], policy: str = "mark") -> Assembled:
@@ -214,8 +201,8 @@ def assemble(verification: Verification, sources: list[PackedPassage], policy: s
     citations: list[Citation] = []
     numbers: dict[tuple[int, int, int], int] = {}
     parts: list[str] = []
-    unsupported: list[dict[str, Any]] = []
-    dropped: list[dict[str, Any]] = []
+    unsupported: list[UnsupportedSentence] = []
+    dropped: list[DroppedCitation] = []
     length = 0
 
     def add(piece: str) -> tuple[int, int]:
@@ -234,20 +221,19 @@ def assemble(verification: Verification, sources: list[PackedPassage], policy: s
             continue  # a model stuck in a loop repeats itself; say it once
         seen.add(said)
         for n in claim.dropped:
-            dropped.append({"n": n, "sentence": claim.text, "reason": "no such source"})
+            dropped.append(DroppedCitation(n, claim.text, "no such source"))
         if not claim.supported:
-            entry: dict[str, Any] = {"sentence": claim.text, "cited": claim.cited, "score": round(claim.score, 4),
-                                     "reason": claim.reason, "supports": [s.to_dict() for s in claim.supports]}
+            entry = claim.rejected()
             if policy == "mark":
-                start, end = add(f"{claim.text} {UNVERIFIED}")
-                entry.update(start=start, end=start + len(claim.text))
+                start, _ = add(f"{claim.text} {UNVERIFIED}")
+                entry.start, entry.end = start, start + len(claim.text)
             unsupported.append(entry)
             continue
         markers = []
         for support in claim.supports:
             if not support.passed:
-                dropped.append({"n": support.n, "sentence": claim.text, "reason": "does not support the sentence",
-                                "score": round(support.score, 4)})
+                dropped.append(DroppedCitation(support.n, claim.text, "does not support the sentence",
+                                               round(support.score, 4)))
                 continue
             source = by_n[support.n]
             p = source.passage

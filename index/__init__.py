@@ -5,14 +5,8 @@ or PostgreSQL with pgvector (`PostgresStore`); both offer the `Store` interface.
 """
 
 from assistant.index.backends import Store, index_backend, open_store, read_manifest, store_location, uses_postgres
-from assistant.index.store import (
-    ChunkRecord,
-    DocumentRecord,
-    IndexLockedError,
-    IndexStore,
-    ModelMismatchError,
-    StoreError,
-)
+from assistant.index.store import IndexLockedError, IndexStore
+from assistant.types import ChunkRecord, DocumentRecord, ModelMismatchError, StoreError
 
 __all__ = ["ChunkRecord", "DocumentRecord", "IndexLockedError", "IndexStore", "ModelMismatchError", "Store", "index_backend",
            "StoreError", "open_store", "read_manifest", "store_location", "uses_postgres"]

@@ -15,8 +15,9 @@ from typing import Any, Protocol
 import numpy as np
 
 from assistant.index.postgres import PostgresStore, is_postgres_url, redact
-from assistant.index.store import ChunkRecord, DocumentRecord, IndexStore
+from assistant.index.store import IndexStore
 from assistant.settings import Settings
+from assistant.types import ChunkRecord, DocumentRecord
 
 
 class Store(Protocol):

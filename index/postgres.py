@@ -37,10 +37,6 @@ from urllib.parse import urlsplit, urlunsplit
 import numpy as np
 
 from assistant.index.store import (
-    ChunkRecord,
-    DocumentRecord,
-    ModelMismatchError,
-    StoreError,
     UnitRows,
     _title_terms,
     pack_units,
@@ -48,6 +44,7 @@ from assistant.index.store import (
 )
 from assistant.settings import Settings
 from assistant.text import content_terms
+from assistant.types import ChunkRecord, DocumentRecord, ModelMismatchError, StoreError
 
 SCHEMA_VERSION = 1
 POSTGRES_SCHEMES = ("postgres://", "postgresql://")

@@ -29,7 +29,6 @@ import sqlite3
 import time
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import IO
@@ -42,6 +41,7 @@ from assistant.index.bm25_build import build_bm25
 from assistant.index.flatfile import READ_FLAGS, SLICE_ROWS, DiskVectors, FlatFileError, iter_flat_file, read_layout
 from assistant.settings import Settings
 from assistant.text import content_terms
+from assistant.types import ChunkRecord, DocumentRecord, ModelMismatchError, StoreError
 
 SCHEMA_VERSION = 1
 
@@ -213,40 +213,8 @@ def bm25_params_key(k1: float, b: float, title_weight: int) -> str:
     return json.dumps({"k1": float(k1), "b": float(b), "title_weight": int(title_weight), "format": 1}, sort_keys=True)
 
 
-class StoreError(Exception):
-    """The index cannot be used as asked; the message says why and what to do."""
-
-
-class ModelMismatchError(StoreError):
-    pass
-
-
 class IndexLockedError(StoreError):
     pass
-
-
-@dataclass(frozen=True)
-class DocumentRecord:
-    id: str
-    source: str
-    title: str
-    content_hash: str
-    size: int
-    n_chunks: int
-    updated_at: float
-
-
-@dataclass(frozen=True)
-class ChunkRecord:
-    id: int
-    doc_id: str
-    ord: int
-    start: int
-    end: int
-    n_tokens: int
-    text: str
-    title: str
-    source: str
 
 
 _CHUNK_SELECT = (

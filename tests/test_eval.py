@@ -7,12 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from assistant.answer import Citation
 from assistant.evaluation.golden import read_golden
 from assistant.evaluation.run import calibrate
 from assistant.evaluation.scoring import ItemResult, score_item, totals
-from assistant.pipeline import AskResult
-from assistant.retrieve import Passage
+from assistant.types import AskResult, Citation, Passage
 
 
 def _passage(chunk_id: int, text: str) -> Passage:

@@ -25,9 +25,10 @@ from assistant.llm import (
     stop_local_server,
     wait_healthy,
 )
-from assistant.pipeline import AskResult, Assistant
+from assistant.pipeline import Assistant
 from assistant.service import AssistantService
 from assistant.settings import Settings
+from assistant.types import AskResult
 
 QUESTIONS = ["How many loaves does the bakery sell on Saturdays?", "How long is the new pier?",
              "When was the harbour of Vessa rebuilt?", "Who designed the new pier?"]

@@ -12,8 +12,8 @@ from assistant.index import ChunkRecord, DocumentRecord
 from assistant.ingest import Ingestor
 from assistant.overview import AboutQuestion, about_target, answer_about
 from assistant.pipeline import Assistant
-from assistant.retrieve import Passage
 from assistant.settings import Settings
+from assistant.types import Passage
 
 
 @pytest.mark.parametrize(("question", "target"), [

@@ -8,8 +8,8 @@ import pytest
 
 from assistant.answer import NO_ANSWER
 from assistant.prompting import Prompts, answer_messages, neutralize, pack_passages
-from assistant.retrieve import Passage
 from assistant.tokens import count_tokens
+from assistant.types import Passage
 
 
 def _passage(chunk_id: int, text: str, title: str = "Doc") -> Passage:

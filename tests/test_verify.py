@@ -6,8 +6,8 @@ import pytest
 
 from assistant.embed import Embedder
 from assistant.prompting import PackedPassage
-from assistant.retrieve import Passage
 from assistant.settings import Settings
+from assistant.types import Passage
 from assistant.verify import Pair, Verifier, assemble, choose_threshold, split_claims
 
 DOC = ("Intro line.\nThe harbour of Vessa was rebuilt in 1954 after a storm destroyed the old pier. "

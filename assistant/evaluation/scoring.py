@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 from assistant.evaluation.golden import GoldenItem
 from assistant.text import normalize
 
-if TYPE_CHECKING:  # the pipeline (model, index) loads only when a run needs it
-    from assistant.pipeline import AskResult
+if TYPE_CHECKING:
+    from assistant.types import AskResult
 
 
 @dataclass
