@@ -255,25 +255,17 @@ class AskResult(Provenance):
 
     def to_dict(self) -> dict[str, object]:
         """The stable machine-readable shape (the API, `ask --json`): see the module docstring."""
-        return {
-            "question": self.question,
-            "standalone_question": self.standalone_question,
-            "answer": self.answer,
-            "abstained": self.abstained,
-            "confidence": self.confidence,
-            "citations": [c.to_dict() for c in self.citations],
-            "passages": [p.to_dict() for p in self.passages],
-            "timings": self.timings,
-            "backend": self.backend,
-            "model": self.model,
-            "fallback_reason": self.fallback_reason,
-            "warnings": self.warnings,
-            "unsupported": [u.to_dict() for u in self.unsupported],
-            "dropped_citations": [d.to_dict() for d in self.dropped_citations],
-            "revised": self.revised,
-            "debug": self.debug,
-        }
+        out: dict[str, object] = {key: getattr(self, key) for key in ASK_RESULT_KEYS}
+        out.update(citations=[c.to_dict() for c in self.citations], passages=[p.to_dict() for p in self.passages],
+                   unsupported=[u.to_dict() for u in self.unsupported],
+                   dropped_citations=[d.to_dict() for d in self.dropped_citations])
+        return out
 
+
+# The keys of AskResult.to_dict(), in order (the API's contract).
+ASK_RESULT_KEYS = ("question", "standalone_question", "answer", "abstained", "confidence", "citations", "passages",
+                   "timings", "backend", "model", "fallback_reason", "warnings", "unsupported", "dropped_citations",
+                   "revised", "debug")
 
 EventKind = Literal["token", "status", "warning", "final"]
 
