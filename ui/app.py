@@ -42,7 +42,7 @@ def _message(role: str, content: str) -> dict[str, Any]:
 def build_ui(service: AssistantService) -> gr.Blocks:
     """The chat + documents UI over one shared `AssistantService`."""
     modes = service.answer_modes() or ["extractive"]
-    default_top_k = max(int(service.settings.top_k), 8)  # what `ask` uses when no top_k is given
+    default_top_k = max(int(service.settings.top_k), int(service.settings.answer_passages))  # what `ask` uses by default
 
     def examples_for_index() -> list[list[str]]:
         docs = sorted(service.documents(), key=lambda d: -float(d.updated_at or 0))

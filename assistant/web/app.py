@@ -27,6 +27,7 @@ from assistant.service import AssistantService
 from assistant.web.assets import embed_page
 from assistant.web.config import ServerConfig, check_origins, normalize_frame_ancestors
 from assistant.web.errors import SafeJSONResponse, install_error_handlers
+from assistant.web.models import Health
 from assistant.web.routes import api_router
 from assistant.web.security import install_security, password_is_key
 from assistant.web.state import ServerState
@@ -49,7 +50,7 @@ def create_app(service: AssistantService, config: ServerConfig) -> FastAPI:
     install_error_handlers(app)
     app.include_router(api_router(state))
 
-    @app.get("/healthz", tags=["health"])
+    @app.get("/healthz", tags=["health"], responses={200: {"model": Health}, 503: {"model": Health}})
     async def healthz() -> JSONResponse:
         if state.load_error is not None:  # the details are in the log and, with the key, in /api errors
             return JSONResponse({"status": "error", "error": "the assistant failed to load; see the server log"},

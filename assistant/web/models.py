@@ -1,6 +1,7 @@
 """Request and response bodies of the /api routes, as pydantic models: FastAPI validates with
-them and /docs shows each one. The answer shapes are those of `AskResult.to_dict()`,
-`Citation.to_dict()` and `Passage.to_dict()` (the same as `assistant ask --json`)."""
+them and /docs shows each one. The answer shapes are those of `AskResult.to_dict()` and
+`RetrievalResult.to_dict()` (the same as `assistant ask --json`, `search --json`); citations,
+passages and document records are the dataclasses of `assistant.types` themselves."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from assistant.service import MAX_HISTORY_ITEMS, MAX_OFFSET, MAX_QUESTION_CHARS, MAX_TOP_K
+from assistant.types import Citation, DocumentRecord, Passage
 from assistant.web.preview import PREVIEW_CONTEXT
 
 MAX_PASSAGE_CHARS = 20_000
@@ -50,47 +52,23 @@ class ErrorBody(BaseModel):
     detail: list[dict[str, Any]] | None = Field(None, description="per-field problems (422 only)")
 
 
-class CitationBody(BaseModel):
-    n: int = Field(..., description="the number used as [n] in the answer")
-    chunk_id: int
-    doc_id: str
-    title: str
-    source: str
-    start: int = Field(..., description="character span of the quote in the document's text")
-    end: int
-    quote: str
-
-
-class PassageBody(BaseModel):
-    chunk_id: int
-    doc_id: str
-    title: str
-    source: str
-    start: int = Field(..., description="character span of the passage in the document's text")
-    end: int
-    text: str
-    score: float
-    dense_score: float | None = None
-    bm25_score: float | None = None
-    dense_rank: int | None = None
-    bm25_rank: int | None = None
-
-
 class AskResponse(BaseModel):
     question: str
     standalone_question: str = Field(..., description="the question as retrieved for (follow-ups resolved)")
     answer: str = Field(..., description="the answer with [n] citation marks")
     abstained: bool
     confidence: float
-    citations: list[CitationBody]
-    passages: list[PassageBody]
+    citations: list[Citation]
+    passages: list[Passage]
     timings: dict[str, float]
     backend: str = Field(..., description="who produced the answer: extractive, or an LLM backend")
     model: str
     fallback_reason: str | None
     warnings: list[str]
-    unsupported: list[dict[str, Any]] = Field(..., description="generated sentences the verifier rejected")
-    dropped_citations: list[dict[str, Any]]
+    unsupported: list[dict[str, Any]] = Field(..., description="generated sentences the verifier rejected: "
+                                              "sentence, cited, score, reason, supports (+ start, end when marked)")
+    dropped_citations: list[dict[str, Any]] = Field(..., description="[n] the user does not see: n, sentence, "
+                                                    "reason (+ score)")
     revised: bool = Field(..., description="the streamed draft differs from `answer`: replace it")
     debug: dict[str, Any]
 
@@ -104,36 +82,26 @@ class InfoResponse(BaseModel):
 
 class SearchResponse(BaseModel):
     query: str
-    passages: list[PassageBody]
+    passages: list[Passage]
     timings: dict[str, float]
-
-
-class DocumentBody(BaseModel):
-    id: str
-    source: str
-    title: str
-    content_hash: str
-    size: int
-    n_chunks: int
-    updated_at: float
 
 
 class IndexStats(BaseModel):
     """What the store reports (the route leaves out what a store does not report)."""
 
     model_config = ConfigDict(extra="allow")  # a store may report more
-    documents: int
-    chunks: int
-    ready: bool
-    vectors: int | None = None
-    model: str | None = None
-    dim: int | None = None
-    generation: int | None = None
+    documents: int = Field(..., description="documents in the index")
+    chunks: int = Field(..., description="chunks in the index")
+    ready: bool = Field(..., description="the model and index are loaded")
+    vectors: int | None = Field(None, description="vectors in the dense index")
+    model: str | None = Field(None, description="the embedding model the index was built with")
+    dim: int | None = Field(None, description="its vector dimension")
+    generation: int | None = Field(None, description="the committed index generation")
     store: str | None = Field(None, description="the index folder, or the database URL without its password")
 
 
 class DocumentsResponse(BaseModel):
-    documents: list[DocumentBody]
+    documents: list[DocumentRecord]
     stats: IndexStats
 
 
@@ -179,6 +147,14 @@ class PreviewResponse(BaseModel):
     quote: str
     after: str
     found: bool = Field(..., description="false: the span no longer holds the quote; `quote` alone is shown")
+
+
+class Health(BaseModel):
+    status: Literal["ok", "loading", "error"]
+    documents: int | None = None
+    chunks: int | None = None
+    model: str | None = None
+    error: str | None = None
 
 
 class StreamEventDoc(BaseModel):

@@ -41,6 +41,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         (400, "the request was refused: the message says why"), (401, "missing or wrong API key"),
         (413, "the request body is too large"), (422, "a field is missing or invalid"),
         (503, "the assistant is still loading, or the index is not available"))}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody, "description": "no such document or text"}}
 STREAM_DOC: dict[int | str, dict[str, Any]] = {200: {"description": "server-sent events", "content": {
     "text/event-stream": {"schema": StreamEventDoc.model_json_schema()}}}}
 
@@ -88,14 +89,14 @@ def api_router(state: ServerState) -> APIRouter:
         if not q.strip():
             raise ApiError(400, "query is empty: pass ?q=<words to search for>")
         result = await call_service(service.search, q, top_k=top_k, mode=mode)
-        return {"query": result.query, "passages": [p.to_dict() for p in result.passages], "timings": result.timings}
+        return result.to_dict()  # type: ignore[no-any-return]
 
     @router.get("/documents", tags=["documents"], response_model=DocumentsResponse, response_model_exclude_unset=True,
                 summary="indexed documents with chunk counts, and index stats")
     async def documents() -> dict[str, object]:
         docs = await call_service(service.documents)
         stats = await call_service(service.stats)
-        return {"documents": [d.__dict__ for d in docs], "stats": stats}
+        return {"documents": docs, "stats": stats}
 
     @router.post("/documents", tags=["documents"], openapi_extra=UPLOAD_SCHEMA, response_model=UploadResponse,
                  responses={422: {"model": UploadRefused, "description": "no file could be indexed"}},
@@ -111,7 +112,7 @@ def api_router(state: ServerState) -> APIRouter:
             return error_response(422, f"nothing was indexed: {reasons}", extra=body)
         return body
 
-    @router.delete("/documents/{doc_id}", tags=["documents"], summary="remove a document by id")
+    @router.delete("/documents/{doc_id}", tags=["documents"], responses=NOT_FOUND, summary="remove a document by id")
     async def remove(doc_id: str) -> RemovedResponse:
         docs = await call_service(service.documents)
         if not any(d.id == doc_id for d in docs) or not await call_service(service.remove, doc_id):
@@ -125,7 +126,7 @@ def api_router(state: ServerState) -> APIRouter:
                                      abstained=body.abstained)
         return FeedbackSaved(id=item_id)
 
-    @router.get("/passage", tags=["documents"], summary="characters [start, end) of a document's text")
+    @router.get("/passage", tags=["documents"], responses=NOT_FOUND, summary="characters [start, end) of a document's text")
     async def passage(doc_id: Annotated[str, Query(max_length=100)], start: Annotated[int, Query(ge=0, le=MAX_OFFSET)],
                       end: Annotated[int, Query(ge=1, le=MAX_OFFSET)]) -> PassageText:
         if end <= start or end - start > MAX_PASSAGE_CHARS:
