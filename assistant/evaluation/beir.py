@@ -1,20 +1,22 @@
 """BEIR datasets (corpus.jsonl, queries.jsonl, qrels/<split>.tsv) and the standard IR metrics.
 
-Metrics follow BEIR / trec_eval conventions:
-- nDCG@k: gain = graded relevance, discount 1/log2(rank + 1); the ideal ranking is all judged
-  relevant documents sorted by grade; a query with no relevant document is skipped.
-- Recall@k: relevant documents (grade > 0) in the top k over all relevant documents.
-Scores are the mean over the queries judged in the split; a query with no results scores 0.
+The metrics are trec_eval's own (through `pytrec_eval`, as BEIR computes them):
+- nDCG@k (`ndcg_cut.k`): gain = graded relevance, discount 1/log2(rank + 1); the ideal ranking is
+  all judged relevant documents sorted by grade.
+- Recall@k (`recall.k`): relevant documents (grade > 0) in the top k over all relevant documents.
+Scores are the mean over the queries with a relevant document in the split (others are skipped);
+a judged query with no results scores 0.
 """
 
 from __future__ import annotations
 
 import csv
 import json
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+import pytrec_eval
 
 
 @dataclass(frozen=True)
@@ -98,29 +100,36 @@ def _jsonl(path: Path):  # type: ignore[no-untyped-def]
 # -- metrics ---------------------------------------------------------------------------------
 
 
-def ndcg_at_k(ranking: Sequence[str], relevant: Mapping[str, int], k: int) -> float:
-    dcg = sum(relevant.get(doc, 0) / math.log2(rank + 2) for rank, doc in enumerate(ranking[:k]))
-    ideal = sorted((g for g in relevant.values() if g > 0), reverse=True)[:k]
-    idcg = sum(g / math.log2(rank + 2) for rank, g in enumerate(ideal))
-    return dcg / idcg if idcg > 0 else 0.0
-
-
-def recall_at_k(ranking: Sequence[str], relevant: Mapping[str, int], k: int) -> float:
-    wanted = {d for d, g in relevant.items() if g > 0}
-    return len(wanted.intersection(ranking[:k])) / len(wanted) if wanted else 0.0
-
-
 def evaluate_rankings(rankings: Mapping[str, Sequence[str]], qrels: Mapping[str, Mapping[str, int]],
                       ks: Sequence[int] = (10, 100)) -> dict[str, float]:
     """Mean nDCG@k and Recall@k (keys `ndcg@10`, `recall@100`, ...) over the judged queries."""
-    judged = [q for q, rel in qrels.items() if any(g > 0 for g in rel.values())]
+    judged = {q: dict(rel) for q, rel in qrels.items() if any(g > 0 for g in rel.values())}
+    # trec_eval ranks by score: the top max(ks) distinct documents of a ranking get descending scores.
+    depth = max(ks, default=0)
+    run: dict[str, dict[str, float]] = {}
+    for q in judged:
+        scores: dict[str, float] = {}
+        for doc in rankings.get(q, ()):
+            if len(scores) == depth:
+                break
+            scores.setdefault(doc, float(depth - len(scores)))
+        if scores:
+            run[q] = scores
+    measures = {f"ndcg_cut.{k}" for k in ks} | {f"recall.{k}" for k in ks}
+    per_query = pytrec_eval.RelevanceEvaluator(judged, measures).evaluate(run) if judged else {}
     out: dict[str, float] = {}
     for k in ks:
-        out[f"ndcg@{k}"] = _mean(ndcg_at_k(rankings.get(q, []), qrels[q], k) for q in judged)
-        out[f"recall@{k}"] = _mean(recall_at_k(rankings.get(q, []), qrels[q], k) for q in judged)
+        for name, measure in (("ndcg", f"ndcg_cut_{k}"), ("recall", f"recall_{k}")):
+            values = [per_query.get(q, {}).get(measure, 0.0) for q in judged]
+            out[f"{name}@{k}"] = sum(values) / len(values) if values else 0.0
     return out
 
 
-def _mean(values) -> float:  # type: ignore[no-untyped-def]
-    items = list(values)
-    return sum(items) / len(items) if items else 0.0
+def ndcg_at_k(ranking: Sequence[str], relevant: Mapping[str, int], k: int) -> float:
+    """nDCG@k of one ranking (0 when nothing is relevant)."""
+    return evaluate_rankings({"q": ranking}, {"q": relevant}, ks=(k,))[f"ndcg@{k}"]
+
+
+def recall_at_k(ranking: Sequence[str], relevant: Mapping[str, int], k: int) -> float:
+    """Recall@k of one ranking (0 when nothing is relevant)."""
+    return evaluate_rankings({"q": ranking}, {"q": relevant}, ks=(k,))[f"recall@{k}"]
