@@ -90,7 +90,7 @@ def cmd_db(args: argparse.Namespace) -> int:
     """`db migrate`: the PostgreSQL schema, created or brought up to date (the embedding model fixes the
     vector dimension, so the model is loaded to learn it)."""
     from assistant.embed import Embedder
-    from assistant.index.postgres import migrate, redact
+    from assistant.index.pg_schema import migrate, redact
 
     settings = settings_from_args(args)
     if not settings.store:

@@ -1,129 +1,74 @@
-"""Hybrid retrieval: the store's dense search + keyword search (bm25s over the local store's terms,
-or the PostgreSQL store's own full-text BM25), fused by weighted reciprocal rank fusion (or
-relative / z-score fusion).
+"""Hybrid retrieval: the store's dense search + the store's keyword search (each store ranks its own
+keyword side: bm25s in the local store, full-text BM25 in PostgreSQL), fused by weighted reciprocal
+rank fusion (or relative / z-score fusion).
 
 RRF uses ranks, never raw scores, so cosine similarities and BM25 scores need no common scale
 ("relative" fusion min-max normalizes each list first). Stages are public so a benchmark can tune
 fusion on cached candidate lists with the very code `run()` uses: `candidates()`, `fuse()`, `rank()`.
-Near-duplicate passages (term-set Jaccard above a threshold) collapse into the best one. The BM25 index comes from the store's committed generation (saved at commit, memory-mapped here)
-and is reloaded when the generation changes; with other BM25 settings it is built from the stored
-chunk terms instead.
+Near-duplicate passages (term-set Jaccard above a threshold) collapse into the best one. The keyword
+index (`Store.keyword_index`) is the store's committed generation's, taken again when the generation
+changes; `use_keyword_index` swaps in another one (the benchmark's BM25 with other parameters).
 """
 
 from __future__ import annotations
 
-import math
 import threading
 import time
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Protocol
 
-import bm25s
 import numpy as np
 
 from assistant.embed import Embedder
-from assistant.index import Store
-from assistant.index.postgres import LazyDocumentFrequency
-from assistant.index.store import bm25_params_key
+from assistant.index import Bm25Params, CorpusStats, KeywordIndex, Store
 from assistant.settings import Settings
 from assistant.text import content_terms
 from assistant.types import Passage, RetrievalResult
 
 MODES = ("hybrid", "dense", "bm25")
+__all__ = ["MODES", "Candidates", "CorpusStats", "HybridRetriever", "LexicalView", "Passage", "RetrievalResult"]
 
 
-class DocumentFrequency(Protocol):
-    def get(self, term: str, default: int = 0, /) -> int: ...
-
-
-class CorpusStats:
-    """Term statistics (document frequency, idf) over the indexed chunks (`df` may count lazily)."""
-
-    def __init__(self, df: DocumentFrequency | Counter[str], n_docs: int) -> None:
-        self.df = df
-        self.n_docs = max(n_docs, 1)
-
-    def idf(self, term: str) -> float:
-        df = self.df.get(term, 0)
-        return math.log(1.0 + (self.n_docs - df + 0.5) / (df + 0.5))
-
-
-class _Lexical:
-    """The keyword side: BM25 (bm25s) over the store's chunks, or the store's own keyword search
-    (PostgreSQL); corpus statistics; and per chunk (doc id, term set) for near-duplicate checks and
-    document aggregation (looked up lazily when BM25 was loaded)."""
+class LexicalView:
+    """The keyword side for one generation: the store's keyword index (search, corpus statistics)
+    and per chunk its doc id and term set (near-duplicate checks, document aggregation), looked up
+    in the store as needed and cached."""
 
     MAX_CACHED = 200_000
 
-    def __init__(self, ids: Sequence[int], bm25: bm25s.BM25 | None, stats: CorpusStats,
-                 store: Any = None, title_weight: int = 1, source: str = "built") -> None:
-        self.ids = ids
-        self.bm25 = bm25
-        self.stats = stats
-        self.source = source
+    def __init__(self, index: KeywordIndex, store: Store, title_weight: int) -> None:
+        self.index = index
         self._store = store
         self._title_weight = title_weight
         self._docs: dict[int, str] = {}
         self._terms: dict[int, frozenset[str]] = {}
 
-    @classmethod
-    def build(cls, ids: list[int], terms: list[list[str]], doc_ids: list[str], settings: Settings,
-              store: Any = None) -> _Lexical:
-        sets = [frozenset(t) for t in terms]
-        df: Counter[str] = Counter()
-        for t in sets:
-            df.update(t)
-        bm25 = None
-        if ids:
-            bm25 = bm25s.BM25(k1=settings.bm25_k1, b=settings.bm25_b)
-            bm25.index([t or [""] for t in terms], show_progress=False)
-        lexical = cls(ids, bm25, CorpusStats(df, len(ids)), store, settings.bm25_title_weight, "built")
-        lexical._docs = dict(zip(ids, doc_ids, strict=True))
-        lexical._terms = dict(zip(ids, sets, strict=True))
-        return lexical
+    @property
+    def source(self) -> str:
+        return self.index.source
 
-    @classmethod
-    def load(cls, folder: Path, store: Any, title_weight: int) -> _Lexical:
-        """A BM25 index saved by the store at commit (memory-mapped), with its chunk ids."""
-        bm25 = bm25s.BM25.load(str(folder), mmap=True, show_progress=False)
-        ids = np.load(folder / "chunk_ids.npy")
-        per_token = np.diff(np.asarray(bm25.scores["indptr"]))
-        df = Counter({token: int(per_token[i]) for token, i in bm25.vocab_dict.items() if token})
-        return cls(ids, bm25, CorpusStats(df, len(ids)), store, title_weight, "loaded")
-
-    @classmethod
-    def from_store(cls, store: Any, title_weight: int) -> _Lexical:
-        """The store searches itself (PostgreSQL full-text search); df counted lazily, per generation."""
-        df = LazyDocumentFrequency(store)
-        return cls([], None, CorpusStats(df, df.n_chunks), store, title_weight, store.keyword_backend)
+    @property
+    def stats(self) -> CorpusStats:
+        return self.index.stats
 
     @property
     def searchable(self) -> bool:
-        return self.bm25 is not None or self.source == "postgres"
+        return self.index.searchable
 
     def search(self, q_terms: list[str], k: int) -> list[tuple[int, float]]:
         """The top k (chunk id, score) for stemmed query terms, scores > 0 only."""
-        if self.bm25 is None:
-            if self.source != "postgres" or self._store is None:
-                return []
-            df = self.stats.df
-            return self._store.keyword_search(q_terms, k, df if isinstance(df, LazyDocumentFrequency) else None)
-        docs, scores = self.bm25.retrieve([q_terms], k=min(k, len(self.ids)), show_progress=False)
-        return [(int(self.ids[int(d)]), float(s)) for d, s in zip(docs[0], scores[0], strict=True) if s > 0]
+        return self.index.search(q_terms, k)
 
     def prefetch_docs(self, chunk_ids: Sequence[int]) -> None:
         missing = [c for c in chunk_ids if c not in self._docs]
-        if missing and self._store is not None:
+        if missing:
             if len(self._docs) > self.MAX_CACHED:
                 self._docs = {}
             self._docs.update(self._store.chunk_docs(missing))
 
     def prefetch_terms(self, chunk_ids: Sequence[int]) -> None:
         missing = [c for c in chunk_ids if c not in self._terms]
-        if missing and self._store is not None:
+        if missing:
             if len(self._terms) > self.MAX_CACHED:
                 self._terms = {}
             self._terms.update(self._store.chunk_term_sets(missing, self._title_weight))
@@ -154,34 +99,29 @@ class HybridRetriever:
         self.store = store
         self.embedder = embedder
         self.settings = settings
-        self._lexical: _Lexical | None = None
+        self._lexical: LexicalView | None = None
         self._generation = -1
         self._lock = threading.Lock()
 
-    def lexical(self) -> _Lexical:
-        """BM25 for the store's committed generation: loaded from the generation's saved BM25 when its
-        parameters match the settings, else built in memory from the stored chunk terms."""
+    def lexical(self) -> LexicalView:
+        """The keyword side of the store's committed generation, with the settings' BM25 parameters."""
         with self._lock:
             generation = self.store.generation
             if self._lexical is None or generation != self._generation:
                 self.store.reload_if_changed(self._generation if self._lexical else -1)
-                self._lexical = self._load_lexical()
+                self._lexical = self._view(self.store.keyword_index(Bm25Params.from_settings(self.settings)))
                 self._generation = generation
             return self._lexical
 
-    def _load_lexical(self) -> _Lexical:
-        s = self.settings
-        if self.store.keyword_backend != "bm25s":
-            return _Lexical.from_store(self.store, s.bm25_title_weight)
-        store: Any = self.store
-        folder, params = store.bm25_files()
-        if folder is not None and params == bm25_params_key(s.bm25_k1, s.bm25_b, s.bm25_title_weight):
-            try:
-                return _Lexical.load(folder, store, s.bm25_title_weight)
-            except (OSError, ValueError, KeyError):
-                pass  # removed by a newer commit just now, or unreadable: build instead
-        ids, doc_ids, terms = store.lexical_corpus(s.bm25_title_weight)
-        return _Lexical.build(ids, terms, doc_ids, s, self.store)
+    def use_keyword_index(self, index: KeywordIndex) -> None:
+        """Search with `index` (made for the store's current generation, e.g. BM25 with other
+        parameters while tuning) until the store's generation moves."""
+        with self._lock:
+            self._lexical = self._view(index)
+            self._generation = self.store.generation
+
+    def _view(self, index: KeywordIndex) -> LexicalView:
+        return LexicalView(index, self.store, self.settings.bm25_title_weight)
 
     @property
     def stats(self) -> CorpusStats:
@@ -326,7 +266,7 @@ class HybridRetriever:
         except KeyError:
             return None
 
-    def _near_duplicate(self, lexical: _Lexical, chunk_id: int, kept: list[int], threshold: float) -> bool:
+    def _near_duplicate(self, lexical: LexicalView, chunk_id: int, kept: list[int], threshold: float) -> bool:
         mine = lexical.term_set(chunk_id)
         if mine is None:
             return False

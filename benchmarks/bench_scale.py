@@ -150,7 +150,8 @@ def pct(values: list[float], p: float) -> float:
 
 def measure(args: argparse.Namespace) -> dict[str, object]:
     """Child process: load the saved index like a reader, then search one query at a time."""
-    from assistant.index.store import _READ_FLAGS, search_vectors
+    from assistant.index.flatfile import READ_FLAGS as _READ_FLAGS
+    from assistant.index.vectors import search_vectors
 
     faiss.omp_set_num_threads(args.threads)
     queries = np.load(Path(args.work) / "queries.npy")
@@ -313,7 +314,7 @@ def build_store(args: argparse.Namespace, report: dict[str, object], m: int, efc
 def measure_store(args: argparse.Namespace) -> dict[str, object]:
     """Child process: open the committed store like a reader and search through it."""
     from assistant.index import IndexStore
-    from assistant.index.store import search_vectors
+    from assistant.index.vectors import search_vectors
     from assistant.retrieve import HybridRetriever
     from assistant.settings import Settings
 
@@ -418,7 +419,8 @@ def main() -> int:
         print(json.dumps(measure_store(args) if args.store else measure(args)))
         return 0
 
-    from assistant.index.store import _READ_FLAGS, build_ann_from
+    from assistant.index.flatfile import READ_FLAGS as _READ_FLAGS
+    from assistant.index.vectors import build_ann_from
     from assistant.settings import Settings
 
     defaults = Settings()

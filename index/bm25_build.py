@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import math
 from array import array
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -96,34 +96,67 @@ def _npy_writer(path: Path, dtype: type, length: int) -> BinaryIO:
 def build_bm25(term_lists: Iterable[list[str]], k1: float, b: float, folder: Path) -> int:
     """Index every term list (one per chunk, in order) and save the BM25 index into `folder`
     (created). Returns the number of chunks."""
+    folder.mkdir(parents=True, exist_ok=True)
     postings = _Postings()
     for terms in term_lists:
         postings.add(terms)
-    chunk, term, count = postings.arrays()
-    vocab, lengths = postings.vocab, np.frombuffer(postings.lengths, dtype=np.int64)
-    n_docs = len(lengths)
-    df = np.bincount(term, minlength=len(vocab))
-    idf = _lucene_idf(df, n_docs)
-    # bm25s: tf / (k1 * ((1 - b) + b * l_d / l_avg) + tf), in float64 (l_avg is a numpy float64)
-    length_norm = k1 * ((1 - b) + b * lengths / lengths.mean()) if n_docs else np.zeros(0)
-    folder.mkdir(parents=True, exist_ok=True)
-    with (_npy_writer(folder / "data.csc.index.npy", np.float32, len(term)) as data,
-          _npy_writer(folder / "indices.csc.index.npy", np.int32, len(term)) as indices):
-        for lo, hi in _column_blocks(df):
+    scoring = _Scoring(postings, k1, b)
+    with (_npy_writer(folder / "data.csc.index.npy", np.float32, scoring.entries) as data,
+          _npy_writer(folder / "indices.csc.index.npy", np.int32, scoring.entries) as indices):
+        for scores, chunks in scoring.blocks():
+            data.write(scores.tobytes())
+            indices.write(chunks.tobytes())
+    np.save(folder / "indptr.csc.index.npy", scoring.indptr)
+    (folder / "vocab.index.json").write_text(json.dumps(scoring.vocab, ensure_ascii=False), encoding="utf-8")
+    (folder / "params.index.json").write_text(json.dumps(_bm25s_params(k1, b, scoring.n_docs), indent=4))
+    return scoring.n_docs
+
+
+def bm25_in_memory(term_lists: Iterable[list[str]], k1: float, b: float) -> bm25s.BM25:
+    """The index `build_bm25` saves, built in memory: what `bm25s.BM25.load` would give for it."""
+    postings = _Postings()
+    for terms in term_lists:
+        postings.add(terms)
+    scoring = _Scoring(postings, k1, b)
+    parts = list(scoring.blocks())
+    params = _bm25s_params(k1, b, scoring.n_docs)
+    del params["version"], params["num_docs"]
+    model = bm25s.BM25(**params)
+    model.vocab_dict = scoring.vocab
+    model.unique_token_ids_set = set(scoring.vocab.values())
+    model.nonoccurrence_array = None
+    model.scores = {"data": np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, np.float32),
+                    "indices": np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, np.int32),
+                    "indptr": scoring.indptr, "num_docs": scoring.n_docs}
+    return model
+
+
+class _Scoring:
+    """bm25s's score matrix (CSC: a column per term) of the postings, a block of columns at a time."""
+
+    def __init__(self, postings: _Postings, k1: float, b: float) -> None:
+        self.chunk, self.term, self.count = postings.arrays()
+        self.vocab, lengths = postings.vocab, np.frombuffer(postings.lengths, dtype=np.int64)
+        self.n_docs = len(lengths)
+        self.entries = len(self.term)
+        self.df = np.bincount(self.term, minlength=len(self.vocab))
+        self.idf = _lucene_idf(self.df, self.n_docs)
+        # bm25s: tf / (k1 * ((1 - b) + b * l_d / l_avg) + tf), in float64 (l_avg is a numpy float64)
+        self.length_norm = k1 * ((1 - b) + b * lengths / lengths.mean()) if self.n_docs else np.zeros(0)
+        self.indptr = np.zeros(len(self.vocab) + 1, dtype=np.int64)
+        np.cumsum(self.df, out=self.indptr[1:])
+        if "" not in self.vocab:  # bm25s adds the empty token after the score matrix (no column)
+            self.vocab[""] = len(self.vocab)
+
+    def blocks(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(float32 scores, int32 chunk positions) per block of term columns, in column order."""
+        chunk, term = self.chunk, self.term
+        for lo, hi in _column_blocks(self.df):
             picked = np.flatnonzero((term >= lo) & (term < hi))
             picked = picked[np.argsort(term[picked], kind="stable")]  # by term, chunks ascending within
-            tf = count[picked].astype(np.float64)
-            scores = idf[term[picked]] * (tf / (length_norm[chunk[picked]] + tf))
-            data.write(scores.astype(np.float32).tobytes())
-            indices.write(chunk[picked].tobytes())
-    indptr = np.zeros(len(vocab) + 1, dtype=np.int64)
-    np.cumsum(df, out=indptr[1:])
-    np.save(folder / "indptr.csc.index.npy", indptr)
-    if "" not in vocab:  # bm25s adds the empty token after the score matrix (no column)
-        vocab[""] = len(vocab)
-    (folder / "vocab.index.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
-    (folder / "params.index.json").write_text(json.dumps(_bm25s_params(k1, b, n_docs), indent=4))
-    return n_docs
+            tf = self.count[picked].astype(np.float64)
+            scores = self.idf[term[picked]] * (tf / (self.length_norm[chunk[picked]] + tf))
+            yield scores.astype(np.float32), chunk[picked]
 
 
 def _bm25s_params(k1: float, b: float, n_docs: int) -> dict[str, object]:

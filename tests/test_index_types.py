@@ -10,9 +10,9 @@ import pytest
 
 from assistant.embed import Embedder
 from assistant.index import DocumentRecord, IndexStore, StoreError
-from assistant.index.store import resolve_index_type
+from assistant.index.local_commit import resolve_index_type
 from assistant.ingest import Ingestor, TextItem
-from assistant.retrieve import HybridRetriever, _Lexical
+from assistant.retrieve import HybridRetriever
 from assistant.settings import Settings
 
 DIM = 32
@@ -136,9 +136,8 @@ def test_bm25_is_saved_per_generation_and_loaded_not_rebuilt(corpus_settings: Se
         assert result.passages[0].source == "mem:lighthouse"
         # The same settings built in memory give the same scores and corpus statistics.
         built = HybridRetriever(store, embedder, corpus_settings)
-        store_ids, doc_ids, terms = store.lexical_corpus(corpus_settings.bm25_title_weight)
-        built._lexical = _Lexical.build(store_ids, terms, doc_ids, corpus_settings)
-        built._generation = store.generation
+        corpus = store.keyword_corpus(corpus_settings.bm25_title_weight)
+        built.use_keyword_index(corpus.bm25(corpus_settings.bm25_k1, corpus_settings.bm25_b))
         again = built.run("When was the lighthouse automated?", top_k=2, mode="bm25")
         assert [p.chunk_id for p in again.passages] == [p.chunk_id for p in result.passages]
         assert [p.bm25_score for p in again.passages] == pytest.approx([p.bm25_score for p in result.passages])

@@ -16,9 +16,9 @@ import pytest
 
 from assistant.embed import Embedder
 from assistant.index import DocumentRecord, IndexLockedError, IndexStore, ModelMismatchError, StoreError, bm25_build
-from assistant.index import store as store_module
+from assistant.index import vectors as store_module
 from assistant.index.flatfile import DiskVectors, FlatFileError, FlatFileWriter, iter_flat_file, read_layout
-from assistant.index.store import build_ann
+from assistant.index.vectors import build_ann
 from assistant.ingest import Ingestor
 from assistant.settings import Settings
 

@@ -14,7 +14,7 @@ from support import fresh_postgres_url
 from assistant.chunk import embedding_text
 from assistant.embed import Embedder
 from assistant.index import open_store
-from assistant.index.postgres import migrate
+from assistant.index.pg_schema import migrate
 from assistant.ingest import Ingestor, TextItem, document_id
 from assistant.settings import Settings
 from assistant.units import split_units

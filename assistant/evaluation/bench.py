@@ -30,8 +30,9 @@ from assistant.embed import BACKEND_SUFFIX, split_backend
 from assistant.evaluation.beir import BeirDataset, evaluate_rankings, load_beir
 from assistant.evaluation.embed_cache import CachedEmbedder, default_cache_dir
 from assistant.index import IndexStore, Store, open_store, store_location
+from assistant.index.lexical import KeywordCorpus
 from assistant.ingest import Ingestor, TextItem
-from assistant.retrieve import MODES, HybridRetriever, _Lexical
+from assistant.retrieve import MODES, HybridRetriever
 from assistant.settings import Settings
 
 TUNED_FIELDS = ("fusion", "rrf_k", "dense_weight", "bm25_weight", "doc_weight", "candidates", "bm25_k1", "bm25_b",
@@ -187,15 +188,14 @@ class RetrievalBench:
         dense = {qid: retriever.candidates(q, "dense", depth).dense for qid, q in queries}
         # One retriever per title weight (its term sets serve the near-duplicate check); BM25 candidate
         # lists per (k1, b, title weight) kept as compact arrays, not as retrievers (memory).
-        by_title_weight: dict[int, tuple[HybridRetriever, tuple[list[int], list[str], list[list[str]]]]] = {}
+        by_title_weight: dict[int, tuple[HybridRetriever, KeywordCorpus]] = {}
         sparse_cache: dict[tuple[float, float, int], dict[str, tuple[np.ndarray, np.ndarray]]] = {}
 
         def retriever_for(s: Settings) -> HybridRetriever:
             if s.bm25_title_weight not in by_title_weight:
-                corpus = self._local_store().lexical_corpus(s.bm25_title_weight)
+                corpus = self._local_store().keyword_corpus(s.bm25_title_weight)
                 r = HybridRetriever(self.store, self.embedder, s)
-                r._lexical = _Lexical.build(corpus[0], corpus[2], corpus[1], s, self.store)  # as lexical() builds it
-                r._generation = self.store.generation
+                r.use_keyword_index(corpus.bm25(s.bm25_k1, s.bm25_b))  # as the store builds it
                 by_title_weight[s.bm25_title_weight] = (r, corpus)
             return by_title_weight[s.bm25_title_weight][0]
 
@@ -203,10 +203,9 @@ class RetrievalBench:
             key = (s.bm25_k1, s.bm25_b, s.bm25_title_weight)
             if key not in sparse_cache:
                 retriever_for(s)
-                _r, (ids, doc_ids, terms) = by_title_weight[s.bm25_title_weight]
+                _r, corpus = by_title_weight[s.bm25_title_weight]
                 r = HybridRetriever(self.store, self.embedder, s)
-                r._lexical = _Lexical.build(ids, terms, doc_ids, s)
-                r._generation = self.store.generation
+                r.use_keyword_index(corpus.bm25(s.bm25_k1, s.bm25_b))
                 lists = {}
                 for qid, q in queries:
                     found = r.candidates(q, "bm25", depth).sparse
