@@ -13,12 +13,14 @@ import math
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Protocol
 
 import numpy as np
 
 from assistant.index.unit_codec import UnitRows
 from assistant.settings import Settings
+from assistant.text import content_terms
 from assistant.types import ChunkRecord, DocumentRecord
 
 
@@ -38,6 +40,17 @@ class Bm25Params:
         """As recorded beside a saved BM25 index, to tell whether it was built with these parameters."""
         return json.dumps({"k1": float(self.k1), "b": float(self.b), "title_weight": int(self.title_weight),
                            "format": 1}, sort_keys=True)
+
+
+@lru_cache(maxsize=4096)
+def _title_terms_cached(title: str) -> tuple[str, ...]:
+    return tuple(content_terms(title))
+
+
+def title_terms(title: str) -> list[str]:
+    """A title's BM25 terms, as both stores put them in front of a chunk's (cached: every chunk of
+    a document repeats its title)."""
+    return list(_title_terms_cached(title))
 
 
 class DocumentFrequency(Protocol):

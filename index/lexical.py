@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import bm25s
@@ -18,17 +17,6 @@ import numpy as np
 
 from assistant.index.base import CorpusStats
 from assistant.index.bm25_build import bm25_in_memory
-from assistant.text import content_terms
-
-
-@lru_cache(maxsize=4096)
-def _title_terms_cached(title: str) -> tuple[str, ...]:
-    return tuple(content_terms(title))
-
-
-def title_terms(title: str) -> list[str]:
-    """A title's BM25 terms (cached: every chunk of a document repeats its title)."""
-    return list(_title_terms_cached(title))
 
 
 class Bm25Index:

@@ -11,7 +11,8 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from assistant.index.lexical import KeywordCorpus, title_terms
+from assistant.index.base import title_terms
+from assistant.index.lexical import KeywordCorpus
 from assistant.index.unit_codec import unpack_units
 from assistant.text import content_terms
 from assistant.types import ChunkRecord, DocumentRecord

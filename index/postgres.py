@@ -32,8 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from assistant.index.base import Bm25Params
-from assistant.index.lexical import title_terms
+from assistant.index.base import Bm25Params, title_terms
 from assistant.index.pg_keyword import PostgresKeywordIndex
 from assistant.index.pg_schema import (
     check_manifest,
