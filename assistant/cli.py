@@ -30,8 +30,14 @@ def _add_flag(parser: argparse.ArgumentParser, row: Setting, **extra: Any) -> No
     if row.flag is None:
         raise ValueError(f"setting {row.name} has no flag")
     options: dict[str, Any] = {"dest": row.name, "help": _flag_help(row), **extra}
-    if row.choices:
-        options["choices"] = row.choices
+    choices = row.choices
+    if row.plugin_choices:  # what plugins registered is a valid value as well
+        from assistant import plugins
+
+        registry = getattr(plugins, row.plugin_choices)()
+        choices = tuple(dict.fromkeys((*choices, *registry.names())))
+    if choices:
+        options["choices"] = choices
     if row.metavar:
         options["metavar"] = row.metavar
     if row.repeat:

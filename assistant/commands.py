@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from assistant.settings import SETTINGS, Settings
+from assistant.types import file_name
 
 
 def settings_from_args(args: argparse.Namespace, **extra: Any) -> Settings:
@@ -148,7 +149,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
     if result.citations:
         print()
         for c in result.citations:
-            print(f"[{c.n}] {c.title[:70]} — {Path(c.source).name}, chars {c.start}-{c.end} (chunk {c.chunk_id})")
+            print(f"[{c.n}] {c.title[:70]} — {file_name(c.source)}, chars {c.start}-{c.end} (chunk {c.chunk_id})")
     for marked, how in ((True, "marked [unverified]"), (False, "removed")):
         rejected = [u for u in result.unsupported if u.marked == marked]
         if rejected:

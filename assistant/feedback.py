@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from assistant.atomic import atomic_write_text
+from assistant.types import file_name
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS feedback (
@@ -56,7 +57,7 @@ class FeedbackItem:
         else:
             seed["answers"] = [self.answer] if self.rating > 0 else []
             seed["evidence"] = [c["quote"] for c in self.citations if c.get("quote")]
-            seed["sources"] = sorted({Path(str(c.get("source", ""))).name for c in self.citations if c.get("source")})
+            seed["sources"] = sorted({file_name(c.get("source")) for c in self.citations if c.get("source")})
         seed["feedback"] = {"rating": self.rating, "comment": self.comment, "answer_shown": self.answer,
                             "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.created_at))}
         return seed

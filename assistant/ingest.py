@@ -46,6 +46,7 @@ from assistant.ingest_flow import (
 from assistant.ingest_report import FileResult, IngestInterrupted, IngestReport, printable_name
 from assistant.loaders import Limits, LoadedDocument, LoadError, content_hash, load
 from assistant.settings import Settings
+from assistant.types import file_name
 
 __all__ = ["FileResult", "IngestInterrupted", "IngestReport", "Ingestor", "TextItem", "collect_files", "document_id",
            "printable_name"]
@@ -183,7 +184,7 @@ class Ingestor:
                 for _ in range(len(items)):
                     prep = feed.get()
                     first_uncommitted = first_uncommitted or prep.source
-                    files_bar.set_postfix_str(Path(prep.source).name[-40:], refresh=False)
+                    files_bar.set_postfix_str(file_name(prep.source)[-40:], refresh=False)
                     result = FileResult(prep.source, "failed", prep.reason or "")
                     report.results.append(result)
                     if prep.reason is None:

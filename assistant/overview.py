@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from assistant.text import content_terms, normalize
-from assistant.types import Answer, ChunkRecord, Citation, Passage
+from assistant.types import Answer, ChunkRecord, Citation, Passage, file_name
 from assistant.units import Unit, split_units
 
 if TYPE_CHECKING:
@@ -160,7 +160,7 @@ def _by_title(target: str, store: Store, passages: list[Passage]) -> str | None:
     rank = {p.doc_id: i for i, p in reversed(list(enumerate(passages)))}
     best: tuple[float, int, str] | None = None
     for doc in store.documents():
-        name = os.path.basename(doc.source.replace("\\", "/"))
+        name = file_name(doc.source)
         keys = {_key(doc.title), _key(name), _key(os.path.splitext(name)[0])}
         if want in keys or bare in keys:
             score = 2.0

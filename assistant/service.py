@@ -23,7 +23,7 @@ from assistant.embed import Embedder
 from assistant.feedback import FeedbackStore
 from assistant.index import DocumentRecord, index_backend, open_store, read_manifest
 from assistant.ingest import Ingestor, IngestReport
-from assistant.loaders import is_supported
+from assistant.loaders import is_supported, supported_suffixes
 from assistant.pipeline import Assistant
 from assistant.settings import Settings
 from assistant.types import AskResult, RetrievalResult, StreamEvent
@@ -190,7 +190,7 @@ class AssistantService:
         """Validate before reading the body further: returns the sanitized name or raises UploadError."""
         name = safe_filename(filename)
         if not is_supported(Path(name)):
-            raise UploadError(f"{name}: unsupported file type; upload .txt, .md, .html, .htm, .pdf or .docx", 415)
+            raise UploadError(f"{name}: unsupported file type; upload one of {', '.join(supported_suffixes())}", 415)
         limit = self.settings.max_upload_mb * 1024 * 1024
         if size > limit:
             raise UploadError(f"{name}: {size / 1e6:.1f} MB is over the {self.settings.max_upload_mb:g} MB upload "

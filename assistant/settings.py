@@ -49,6 +49,7 @@ class Setting:
     flag: str | None = None  # e.g. "--chunk-tokens"
     commands: tuple[str, ...] = ()  # the commands with the flag (EVERY_COMMAND: all, and before the command)
     choices: tuple[str, ...] = ()
+    plugin_choices: str | None = None  # an `assistant.plugins` registry whose names are valid values too
     metavar: str | None = None
     repeat: bool = False  # the flag may be given again; the values join into one comma-separated string
     shown_default: str | None = None  # Markdown, when the value itself would not tell a reader
@@ -74,10 +75,12 @@ class Setting:
 
 def setting(default: Any = MISSING, help: str = "", *, factory: Any = MISSING, flag: str | None = None,
             commands: tuple[str, ...] = (), choices: tuple[str, ...] = (), metavar: str | None = None,
-            repeat: bool = False, shown: str | None = None, secret: bool = False) -> Any:
+            repeat: bool = False, shown: str | None = None, secret: bool = False,
+            plugin_choices: str | None = None) -> Any:
     """A `Settings` field together with its row of the table (kept in the field's metadata)."""
     row = {"help": help, "flag": flag, "commands": commands, "choices": choices, "metavar": metavar,
-           "repeat": repeat, "shown_default": shown, "secret": secret}
+           "repeat": repeat, "shown_default": shown, "secret": secret,
+           "plugin_choices": plugin_choices}
     if factory is not MISSING:
         return field(default_factory=factory, repr=not secret, metadata={"setting": row})
     return field(default=default, repr=not secret, metadata={"setting": row})
@@ -184,8 +187,9 @@ class Settings:
                                    commands=("serve",), metavar="SOURCE", repeat=True, shown="`'self'`")
     # Generative answers (assistant.generate).
     backend: str = setting("extractive", "the answer backend: `extractive` (needs nothing), `openai` (any "
-                           "OpenAI-compatible endpoint) or `local` (llama.cpp in-process via xllamacpp)",
-                           flag="--backend", commands=LLM_COMMANDS, choices=("extractive", "openai", "local"))
+                           "OpenAI-compatible endpoint) or `local` (llama.cpp in-process via xllamacpp), or a plugin's chat backend",
+                           flag="--backend", commands=LLM_COMMANDS, choices=("extractive", "openai", "local"),
+                           plugin_choices="chat_backends")
     llm_model: str = setting("", "the LLM: a model name for `openai` (empty: the endpoint's first model), a GGUF "
                              "file or `smollm2` for `local`", flag="--model", commands=LLM_COMMANDS, metavar="MODEL")
     llm_base_url: str = setting("", "OpenAI-compatible endpoint, e.g. `http://127.0.0.1:8080/v1`",

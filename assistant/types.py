@@ -32,6 +32,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import PurePath
 from typing import Any, Literal
 
 import numpy as np
@@ -318,3 +319,9 @@ class ChunkRecord:
     text: str
     title: str
     source: str
+
+
+def file_name(source: object) -> str:
+    """The last component of a source path (never the server's folder layout)."""
+    text = str(source or "")
+    return PurePath(text.replace("\\", "/")).name or text

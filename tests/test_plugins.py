@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from assistant import plugins
+from assistant.cli import build_parser
 from assistant.embed import Embedder, resolve_model_path
 from assistant.index import open_store
 from assistant.ingest import Ingestor
@@ -118,5 +119,9 @@ def test_a_plugin_registered_in_process_provides_a_backend_and_a_store(monkeypat
     assert isinstance(get_backend("echo", Settings()), Echo)
     assert configured_backends(Settings()) == ["echo"]  # the built-ins need an endpoint or a GGUF file
     assert open_store(Settings(store="memory://x"), "model", 3) == "a store" and opened == [("model", 3)]
+    args = build_parser().parse_args(["ask", "--backend", "echo", "a question"])  # the CLI accepts it too
+    assert args.backend == "echo"
     plugins.reset()
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["ask", "--backend", "echo", "a question"])
     assert "echo" not in answer_backends()

@@ -23,9 +23,9 @@ import gradio as gr
 from markupsafe import Markup
 
 from assistant.service import MAX_HISTORY_ITEMS, AssistantService, UploadError
+from assistant.types import file_name
 from assistant.ui import render
 from assistant.web import assets
-from assistant.web.preview import file_name
 
 log = logging.getLogger(__name__)
 

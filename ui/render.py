@@ -21,7 +21,8 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from assistant.web.preview import DocumentText, file_name, quote_context
+from assistant.types import file_name
+from assistant.web.preview import DocumentText, quote_context
 
 # One pass: HTML's special characters, then those that mean something to Markdown, LaTeX
 # auto-render or JS/Handlebars templates, all as numeric character references.

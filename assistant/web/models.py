@@ -52,6 +52,38 @@ class ErrorBody(BaseModel):
     detail: list[dict[str, Any]] | None = Field(None, description="per-field problems (422 only)")
 
 
+class SupportScore(BaseModel):
+    """How one cited passage scored as support for a generated sentence (`assistant.types.Support`)."""
+
+    n: int
+    score: float
+    lexical: float
+    embedding: float
+    numbers_ok: bool
+    passed: bool
+
+
+class UnsupportedSentenceBody(BaseModel):
+    """`assistant.types.UnsupportedSentence`: `start`/`end` only when it is kept in the answer, marked."""
+
+    sentence: str
+    cited: list[int]
+    score: float
+    reason: str
+    supports: list[SupportScore]
+    start: int | None = Field(None, description="where the marked sentence is in `answer` (absent: removed)")
+    end: int | None = None
+
+
+class DroppedCitationBody(BaseModel):
+    """`assistant.types.DroppedCitation`: an [n] the user does not see."""
+
+    n: int
+    sentence: str
+    reason: str
+    score: float | None = Field(None, description="the support score, when the source exists")
+
+
 class AskResponse(BaseModel):
     question: str
     standalone_question: str = Field(..., description="the question as retrieved for (follow-ups resolved)")
@@ -65,10 +97,8 @@ class AskResponse(BaseModel):
     model: str
     fallback_reason: str | None
     warnings: list[str]
-    unsupported: list[dict[str, Any]] = Field(..., description="generated sentences the verifier rejected: "
-                                              "sentence, cited, score, reason, supports (+ start, end when marked)")
-    dropped_citations: list[dict[str, Any]] = Field(..., description="[n] the user does not see: n, sentence, "
-                                                    "reason (+ score)")
+    unsupported: list[UnsupportedSentenceBody] = Field(..., description="generated sentences the verifier rejected")
+    dropped_citations: list[DroppedCitationBody] = Field(..., description="[n] the user does not see")
     revised: bool = Field(..., description="the streamed draft differs from `answer`: replace it")
     debug: dict[str, Any]
 

@@ -1,5 +1,5 @@
 """The one citation-preview rule, shared by the chat UI (`assistant.ui.render`) and /embed
-(through `POST /api/preview`), and the one file-name helper.
+(through `POST /api/preview`).
 
 Rule: a citation's preview is the cited span `[start, end)` of its document's text with up to
 `PREVIEW_CONTEXT` characters either side, read from the index. The span must still hold the
@@ -13,19 +13,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import PurePath
 from typing import Any
 
 PREVIEW_CONTEXT = 240  # characters of document text shown either side of a quote
 
 DocumentText = Callable[[str, int, int], "str | None"]
 log = logging.getLogger(__name__)
-
-
-def file_name(source: object) -> str:
-    """The last component of a source path (never the server's folder layout)."""
-    text = str(source or "")
-    return PurePath(text.replace("\\", "/")).name or text
 
 
 def _window(text: str | None, text_start: int, start: int, end: int, quote: str) -> tuple[str, str, str] | None:

@@ -12,6 +12,7 @@ from fastapi.sse import EventSourceResponse
 
 from assistant.loaders import supported_suffixes
 from assistant.service import MAX_OFFSET, MAX_QUESTION_CHARS, MAX_SEARCH_TOP_K
+from assistant.types import file_name
 from assistant.web.errors import ApiError, SafeJSONResponse, call_service, error_response
 from assistant.web.models import (
     MAX_PASSAGE_CHARS,
@@ -31,7 +32,7 @@ from assistant.web.models import (
     UploadRefused,
     UploadResponse,
 )
-from assistant.web.preview import document_preview, file_name
+from assistant.web.preview import document_preview
 from assistant.web.sse import event_stream
 from assistant.web.state import ServerState
 from assistant.web.uploads import UPLOAD_SCHEMA, read_uploads
@@ -65,7 +66,7 @@ def api_router(state: ServerState) -> APIRouter:
                             max_upload_mb=service.settings.max_upload_mb, accepted_types=supported_suffixes(),
                             top_k=service.settings.top_k)
 
-    @router.post("/ask", tags=["ask"], response_model=AskResponse,
+    @router.post("/ask", tags=["ask"], response_model=AskResponse, response_model_exclude_unset=True,
                  summary="answer a question with citations (same shape as `assistant ask --json`)")
     async def ask(body: AskBody) -> dict[str, object]:
         result = await call_service(service.ask, _question(body), history=body.history, top_k=body.top_k,
