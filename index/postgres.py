@@ -230,18 +230,9 @@ class PostgresStore:
 
     # -- writing ----------------------------------------------------------------------------
 
-    def _begin(self) -> None:
-        if not self.writable:
-            raise StoreError("store opened read-only")
-        if not self._in_tx:
-            self.conn.execute("BEGIN")
-            self._in_tx = True
-
     def put_document(self, doc: DocumentRecord, chunks: Iterable[tuple[int, int, int, int, str]],
                      vectors: np.ndarray, units: UnitRows | None = None) -> None:
-        """Insert or replace one document with its chunks (ord, start, end, n_tokens, text) and vectors;
-        `units`, one per chunk: (absolute spans int32 (n, 2), vectors (n, dim)), stored as int32 and
-        float16 bytes in `assistant_chunk_units` (same transaction; removed with their chunk)."""
+        """`Store.put_document`: the unit rows go to `assistant_chunk_units`, in the same transaction."""
         rows = list(chunks)
         if len(rows) != len(vectors):
             raise StoreError(f"{doc.source}: {len(rows)} chunks but {len(vectors)} vectors")
@@ -279,6 +270,15 @@ class PostgresStore:
                         cursor.executemany("INSERT INTO assistant_chunk_units(chunk_id, n, spans, vectors) "
                                            "VALUES (%s, %s, %s, %s)",
                                            [(cid, *row) for cid, row in zip(ids, packed, strict=True)])
+
+    def _begin(self) -> None:
+        """Open the write transaction, once (a read-only store refuses)."""
+        if not self.writable:
+            raise StoreError("store opened read-only")
+        if self._in_tx:
+            return
+        self.conn.execute("BEGIN")
+        self._in_tx = True
 
     def remove_document(self, doc_id: str) -> bool:
         with self._lock:

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import os
 import zlib
+from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from assistant.pipeline import Assistant
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -38,6 +43,14 @@ def assistant_over(tmp_path_factory: pytest.TempPathFactory, docs: dict[str, str
     report = Ingestor(config, shared_embedder()).ingest_paths([root], progress=False)
     assert report.count("added") == len(docs), report.summary()
     return Assistant(config, shared_embedder())
+
+
+def assistant_fixture(tmp_path_factory: pytest.TempPathFactory, docs: dict[str, str],
+                      **settings: object) -> Iterator[Assistant]:
+    """`assistant_over` for a fixture: yields the Assistant, closes it afterwards."""
+    bot = assistant_over(tmp_path_factory, docs, **settings)
+    yield bot
+    bot.close()
 
 
 def shared_path(*parts: str) -> Path:

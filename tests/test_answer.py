@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from support import assistant_over
+from support import assistant_fixture
 
 from assistant.pipeline import Assistant
 
@@ -26,9 +26,7 @@ DOCS = {
 
 @pytest.fixture(scope="module")
 def assistant(tmp_path_factory: pytest.TempPathFactory) -> Assistant:
-    bot = assistant_over(tmp_path_factory, DOCS)
-    yield bot
-    bot.close()
+    yield from assistant_fixture(tmp_path_factory, DOCS)
 
 
 def test_answer_quotes_the_right_sentence_and_the_span_is_exact(assistant: Assistant) -> None:

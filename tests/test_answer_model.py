@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from support import assistant_over, fresh_postgres_url
+from support import assistant_fixture, assistant_over, fresh_postgres_url
 
 from assistant.answer_features import FEATURES
 from assistant.answer_model import (
@@ -62,6 +62,11 @@ def test_tree_evaluator_matches_scikit_learn() -> None:
     np.testing.assert_allclose(trees.raw(probe), fitted.decision_function(probe), rtol=1e-6, atol=1e-6)
 
 
+@pytest.fixture(scope="module")
+def assistant(tmp_path_factory: pytest.TempPathFactory) -> Assistant:
+    yield from assistant_fixture(tmp_path_factory, DOCS, answerer="learned")
+
+
 DOCS = {
     "volcano.txt": (
         "Mount Ardent is a stratovolcano on the island of Keld. It last erupted in 1912, when ash fell on the "
@@ -74,13 +79,6 @@ DOCS = {
         "| overlap | 32 | tokens shared by neighbouring chunks |\n| top k | 5 | passages shown |\n"
     ),
 }
-
-
-@pytest.fixture(scope="module")
-def assistant(tmp_path_factory: pytest.TempPathFactory) -> Assistant:
-    bot = assistant_over(tmp_path_factory, DOCS, answerer="learned")
-    yield bot
-    bot.close()
 
 
 def test_a_paraphrase_sharing_no_word_with_the_answer_is_answered(assistant: Assistant) -> None:

@@ -115,17 +115,19 @@ def test_undecodable_garbage_fails_cleanly(tmp_path: Path) -> None:
 # -- HTML ---------------------------------------------------------------------------------
 
 
+def _load_html(path: Path, html: str) -> loaders.LoadedDocument:
+    path.write_text(html, encoding="utf-8")
+    return loaders.load(path)
+
+
 def test_html_keeps_visible_text_only(tmp_path: Path) -> None:
     path = tmp_path / "page.html"
-    path.write_text(
+    doc = _load_html(path,
         "<!doctype html><html><head><title>Tide tables</title><style>p { color: red }</style>"
         "<script>var trackingSecret = 'zebra-omega-42';</script></head><body>"
         "<h1>High water</h1><p>High water at Vessa is at 06:12.</p><p>Low water follows at 12:30.</p>"
         "<noscript>Enable JavaScript</noscript><script>document.write('injected banana')</script>"
-        "</body></html>",
-        encoding="utf-8",
-    )
-    doc = loaders.load(path)
+        "</body></html>")
     text = loaders.text_of(doc)
     assert doc.title == "Tide tables"
     assert "High water at Vessa is at 06:12." in text
