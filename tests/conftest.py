@@ -9,8 +9,9 @@ import atexit
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import faiss
 import numpy as np
@@ -53,6 +54,10 @@ from assistant.embed import Embedder  # noqa: E402
 from assistant.index import IndexStore  # noqa: E402
 from assistant.ingest import Ingestor  # noqa: E402
 from assistant.settings import Settings  # noqa: E402
+
+if TYPE_CHECKING:
+    import httpx
+    from api_support import Served
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
@@ -178,3 +183,45 @@ def encrypted_pdf() -> Callable[[Path], Path]:
 @pytest.fixture(scope="session")
 def make_docx() -> Callable[..., Path]:
     return _docx
+
+
+# -- the API tests' servers (tests/test_api*.py; the rest is in api_support.py) ---------------------
+# Module-scoped: each API test module gets its own open and keyed server over the same three documents.
+
+
+@pytest.fixture(scope="module")
+def docs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from api_support import write_docs
+
+    return write_docs(tmp_path_factory.mktemp("api_docs"))
+
+
+@pytest.fixture(scope="module")
+def open_server(tmp_path_factory: pytest.TempPathFactory, docs_dir: Path, embedder: Embedder) -> Iterator[Served]:
+    """A server without a key that allows the portal's origin."""
+    from api_support import PORTAL, serve
+
+    from assistant.web.config import ServerConfig
+
+    config = ServerConfig(host="127.0.0.1", port=0, allowed_origins=[PORTAL])
+    yield from serve(tmp_path_factory.mktemp("open"), docs_dir, embedder, config)
+
+
+@pytest.fixture(scope="module")
+def auth_server(tmp_path_factory: pytest.TempPathFactory, docs_dir: Path, embedder: Embedder) -> Iterator[Served]:
+    """A server with the API key KEY that the portal may call and frame."""
+    from api_support import KEY, PORTAL, serve
+
+    from assistant.web.config import ServerConfig
+
+    config = ServerConfig(host="127.0.0.1", port=0, api_key=KEY, allowed_origins=[PORTAL],
+                          frame_ancestors=["'self'", PORTAL])
+    yield from serve(tmp_path_factory.mktemp("auth"), docs_dir, embedder, config)
+
+
+@pytest.fixture(scope="module")
+def client(open_server: Served) -> Iterator[httpx.Client]:
+    import httpx
+
+    with httpx.Client(base_url=open_server.url, timeout=60) as c:
+        yield c
