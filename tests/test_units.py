@@ -275,3 +275,42 @@ def test_html_deep_nesting_and_title_fallback(tmp_path: Path) -> None:
     doc = loaders.load(path)
     assert doc.title == "Deep title"
     assert loaders.text_of(doc) == "# Deep title\n\nDeep text."
+
+
+# -- the sentence splitter: exact offsets on odd and real text ---------------------------------
+
+SHARED = ROOT.parent / "shared"
+
+
+def _assert_exact_sentences(text: str, offset: int = 0) -> list[str]:
+    """Every sentence is its exact slice, stripped, in order; no visible character is lost."""
+    sentences = split_sentences(text, offset)
+    covered = 0
+    for s in sentences:
+        assert text[s.start - offset : s.end - offset] == s.text and s.text == s.text.strip() and s.text
+        assert s.start - offset >= covered
+        assert not text[covered : s.start - offset].strip(), (text[covered : s.start - offset], s)
+        covered = s.end - offset
+    assert not text[covered:].strip()
+    return [s.text for s in sentences]
+
+
+def test_sentences_of_odd_text_keep_exact_offsets() -> None:
+    for text in ("", "  \n\n \r\n", "a\x00b. C d.", "Tab\there.  Two  spaces. X\r\nNext.", "x\u2028y. Z.",
+                 "Emoji \U0001f600 here. Next \U0001f468\u200d\U0001f469 one. E\u0301te\u0301.", "word " * 3000,
+                 "\ufeffStart. \u00a0Next.", "No end mark", "...", "?! ?"):
+        _assert_exact_sentences(text)
+        _assert_exact_sentences(text, 7)
+
+
+def test_sentences_of_the_news_corpus_and_squad_contexts_are_exact(news_dir: Path) -> None:
+    texts = [p.read_text(encoding="utf-8") for p in sorted(news_dir.glob("*.txt"))]
+    squad = SHARED / "qa" / "squad2-train" / "squad2-train-10-articles.json"
+    if squad.is_file():
+        import json
+
+        data = json.loads(squad.read_text(encoding="utf-8"))["data"]
+        texts += [p["context"] for article in data for p in article["paragraphs"]]
+    assert len(texts) > 2
+    for text in texts:
+        _assert_exact_sentences(text)
