@@ -11,6 +11,8 @@ import unicodedata
 from collections.abc import Iterator
 from functools import lru_cache
 
+import blingfire
+
 from assistant.types import Span
 
 _QUOTES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201a": "'", "\u201b": "'", "\u2032": "'",
@@ -23,35 +25,6 @@ _SPACE = re.compile(r"\s+")
 def normalize(text: str) -> str:
     text = unicodedata.normalize("NFKC", text).translate(_QUOTES).lower()
     return _SPACE.sub(" ", text).strip()
-
-
-# A sentence ends at . ! ? or … (plus closing quotes/brackets) followed by space and a likely
-# sentence start; or at a line break that is not a soft wrap.
-_END = re.compile(r"[.!?\u2026][\"'\u201d\u2019)\]]*\s+")
-_ABBREVIATIONS = {
-    "mr", "mrs", "ms", "dr", "prof", "st", "jr", "sr", "vs", "etc", "e.g", "i.e", "inc", "ltd", "co",
-    "no", "fig", "al", "gen", "gov", "sen", "rep", "u.s", "u.k", "jan", "feb", "mar", "apr", "jun",
-    "jul", "aug", "sep", "sept", "oct", "nov", "dec", "approx", "dept", "est", "lt", "col", "capt",
-    "op", "vol", "pp", "ch", "ed", "cf", "nos", "ca",
-}
-_OPENERS = "\"'\u201c\u2018([-\u2014\u2013*\u2022"
-
-
-def _starts_sentence(text: str, pos: int) -> bool:
-    if pos >= len(text):
-        return True
-    ch = text[pos]
-    if ch in _OPENERS:
-        return True
-    return ch.isupper() or ch.isdigit() or not ch.isascii()
-
-
-def _is_abbreviation(text: str, dot: int) -> bool:
-    start = dot
-    while start > 0 and (text[start - 1].isalpha() or text[start - 1] == "."):
-        start -= 1
-    word = text[start:dot].lower()
-    return word in _ABBREVIATIONS or (len(word) == 1 and word.isalpha())
 
 
 def _lines(text: str) -> Iterator[Span]:
@@ -84,22 +57,31 @@ def _lines(text: str) -> Iterator[Span]:
         pos = nl + 1
 
 
+# A sentence ends where blingfire (a trained sentence breaker: decades, initials, possessives and
+# "Inc." handled better than a rule list; see benchmarks/bench_splitter.py) puts a break inside a
+# line, and at every line break that is not a soft wrap. Only blingfire's sentence starts are used:
+# each sentence runs to the next start, so no character is lost and offsets stay exact.
+# Control characters become spaces first (same length): blingfire's output is a C string.
+_CONTROL = {c: " " for c in range(32) if chr(c) != "\n"} | {0x7F: " "}
+
+
+def _sentence_starts(line: str) -> list[int]:
+    """Where blingfire starts a new sentence in `line` (after its first), as character offsets."""
+    try:
+        _, offsets = blingfire.text_to_sentences_and_offsets(line.translate(_CONTROL))
+    except AssertionError:  # its offset mapping gave up on this text: the line stays one sentence
+        return []
+    return sorted({start for start, _ in offsets[1:] if 0 < start < len(line)})
+
+
 def split_sentences(text: str, offset: int = 0) -> list[Span]:
     """Sentences with offsets (plus `offset`) into the text; line breaks end sentences unless soft."""
     sentences: list[Span] = []
     for line in _lines(text):
         body = line.text
-        cursor = 0
-        for match in _END.finditer(body):
-            cut = match.end()
-            dot = match.start()
-            if body[dot] == "." and _is_abbreviation(body, dot):
-                continue
-            if not _starts_sentence(body, cut):
-                continue
-            _append(sentences, body, cursor, match.start() + len(match.group().rstrip()), line.start + offset)
-            cursor = cut
-        _append(sentences, body, cursor, len(body), line.start + offset)
+        cuts = [0, *_sentence_starts(body), len(body)]
+        for start, end in zip(cuts, cuts[1:], strict=False):
+            _append(sentences, body, start, end, line.start + offset)
     return sentences
 
 

@@ -1,7 +1,11 @@
-"""Our sentence splitter (`assistant.text.split_sentences`) against pysbd and blingfire.
+"""Our sentence splitter (`assistant.text.split_sentences`) against the rules it replaced, pysbd and blingfire.
 
-    .venv/bin/pip install pysbd blingfire   # only for this comparison: neither is a dependency
+    .venv/bin/pip install pysbd   # only for this comparison (blingfire is a dependency)
     .venv/bin/python benchmarks/bench_splitter.py [--json OUT] [--examples N]
+
+Ours is blingfire run on each logical line (issue 14: it made 16 boundary errors where the rules
+made 38 on the 54 SQuAD boundaries where the two disagreed, and tied on the news corpus); "rules"
+is a frozen copy of the regex-and-abbreviation splitter shipped before, kept here to re-measure that.
 
 Measured, never fitted, on two sets of texts: the golden news corpus (../shared/corpus/news/*.txt,
 where each golden evidence quote is located in its source file) and the SQuAD contexts of
@@ -17,8 +21,8 @@ where each golden evidence quote is located in its source file) and the SQuAD co
 - boundaries where a library and ours disagree (--examples N prints N of each, to label by hand);
 - speed: characters per second over all texts (best of 3), with character offsets, as the product
   needs them (pysbd `char_span=True`, blingfire `text_to_sentences_and_offsets`).
-Ours ends a sentence at every line break that is not a soft wrap; the libraries join lines, so each
-also runs per line ("+lines": every non-blank line split alone), which separates the two questions.
+Ours (and the rules) end a sentence at every line break that is not a soft wrap; the libraries join
+lines, so each also runs per line ("+lines": every non-blank line split alone), which separates the two questions.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from pathlib import Path
 import bench_common  # noqa: F401  (offline switches, project on sys.path)
 from bench_common import SHARED, log
 
-from assistant.text import split_sentences
+from assistant.text import _lines, split_sentences
 
 Splitter = Callable[[str], list[tuple[int, int]]]
 SQUAD = SHARED / "qa" / "squad2-train" / "squad2-train-10-articles.json"
@@ -57,6 +61,49 @@ def _stripped(text: str, start: int, end: int) -> tuple[int, int] | None:
 
 def ours(text: str) -> list[tuple[int, int]]:
     return [(s.start, s.end) for s in split_sentences(text)]
+
+
+# The rules shipped before issue 14 (frozen): a sentence ends at . ! ? or ... (plus closing quotes or
+# brackets) followed by space and a likely sentence start, unless the dot ends a listed abbreviation
+# or a one-letter word; and at every line break that is not a soft wrap.
+_END = re.compile(r"[.!?\u2026][\"'\u201d\u2019)\]]*\s+")
+_ABBREVIATIONS = {
+    "mr", "mrs", "ms", "dr", "prof", "st", "jr", "sr", "vs", "etc", "e.g", "i.e", "inc", "ltd", "co",
+    "no", "fig", "al", "gen", "gov", "sen", "rep", "u.s", "u.k", "jan", "feb", "mar", "apr", "jun",
+    "jul", "aug", "sep", "sept", "oct", "nov", "dec", "approx", "dept", "est", "lt", "col", "capt",
+    "op", "vol", "pp", "ch", "ed", "cf", "nos", "ca",
+}
+_OPENERS = "\"'\u201c\u2018([-\u2014\u2013*\u2022"
+
+
+def _rule_break(body: str, match: re.Match[str]) -> bool:
+    dot, cut = match.start(), match.end()
+    if body[dot] == ".":
+        start = dot
+        while start > 0 and (body[start - 1].isalpha() or body[start - 1] == "."):
+            start -= 1
+        word = body[start:dot].lower()
+        if word in _ABBREVIATIONS or (len(word) == 1 and word.isalpha()):
+            return False
+    if cut >= len(body):
+        return True
+    ch = body[cut]
+    return ch in _OPENERS or ch.isupper() or ch.isdigit() or not ch.isascii()
+
+
+def rules(text: str) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for line in _lines(text):
+        body, cursor = line.text, 0
+        for match in _END.finditer(body):
+            if _rule_break(body, match):
+                end = match.start() + len(match.group().rstrip())
+                if span := _stripped(body, cursor, end):
+                    out.append((line.start + span[0], line.start + span[1]))
+                cursor = match.end()
+        if span := _stripped(body, cursor, len(body)):
+            out.append((line.start + span[0], line.start + span[1]))
+    return out
 
 
 def make_pysbd() -> Splitter:
@@ -209,7 +256,7 @@ def main() -> int:
     parser.add_argument("--examples", type=int, default=0, help="print up to N examples per suspect kind")
     args = parser.parse_args()
     pysbd, blingfire = make_pysbd(), make_blingfire()
-    splitters: dict[str, Splitter] = {"ours": ours, "pysbd": pysbd, "pysbd+lines": per_line(pysbd),
+    splitters: dict[str, Splitter] = {"ours": ours, "rules": rules, "pysbd": pysbd, "pysbd+lines": per_line(pysbd),
                                       "blingfire": blingfire, "blingfire+lines": per_line(blingfire)}
     squad, squad_spans = squad_texts()
     news, news_spans, missing = news_texts()

@@ -295,6 +295,14 @@ def _assert_exact_sentences(text: str, offset: int = 0) -> list[str]:
     return [s.text for s in sentences]
 
 
+def test_sentences_end_at_marks_not_at_initials_and_at_line_breaks() -> None:
+    text = ("He was born in the 1980s. The family moved.\nJ.S. Bach wrote it in Leipzig. Apple Inc. "
+            "The firm grew.\nA headline\nA line that wraps\nonto the next. Done!")
+    assert _assert_exact_sentences(text, 40) == [
+        "He was born in the 1980s.", "The family moved.", "J.S. Bach wrote it in Leipzig.", "Apple Inc.",
+        "The firm grew.", "A headline", "A line that wraps\nonto the next.", "Done!"]
+
+
 def test_sentences_of_odd_text_keep_exact_offsets() -> None:
     for text in ("", "  \n\n \r\n", "a\x00b. C d.", "Tab\there.  Two  spaces. X\r\nNext.", "x\u2028y. Z.",
                  "Emoji \U0001f600 here. Next \U0001f468\u200d\U0001f469 one. E\u0301te\u0301.", "word " * 3000,
