@@ -9,7 +9,7 @@ The only markup in the output is the fixed markup written in this module.
 Citations: an answer's `[n]` becomes `<a class="da-cite" href="#da-cite-TURN-n">`; the answer
 message carries, under its text, one `<details id="da-cite-TURN-n">` per citation with the title,
 file, character span and the passage with the quoted span in `<mark>`. A click on `[n]` opens
-that `<details>` (a small delegated click handler in `app.py`; without it the link still jumps
+that `<details>` (a small delegated click handler, static/cite.js; without it the link still jumps
 there and the summary opens it). The passage shown is `quote_context`: the one preview rule,
 shared with /embed (assistant/web/preview.py).
 """

@@ -10,7 +10,7 @@
     errors.py    JSON error answers, service refusals mapped to status codes
     sse.py       server-sent events framing for /api/ask/stream
     uploads.py   the streaming multipart reader and its limits
-    preview.py   the one citation-preview rule (UI and /embed) and the file-name helper
+    preview.py   the one citation-preview rule (UI and /embed)
     assets.py    the jinja2 environment (autoescape) and the embed page with its CSP hashes;
                  templates/*.html and static/*.js|*.css are the files it serves
 """
