@@ -239,7 +239,8 @@ def _row(f: Field[Any], kind: type) -> Setting:
                    **f.metadata["setting"])
 
 
-SETTINGS: tuple[Setting, ...] = tuple(_row(f, get_type_hints(Settings)[f.name]) for f in fields(Settings))
+_TYPES = get_type_hints(Settings)  # once: each call evaluates every field's annotation
+SETTINGS: tuple[Setting, ...] = tuple(_row(f, _TYPES[f.name]) for f in fields(Settings))
 BY_NAME: dict[str, Setting] = {row.name: row for row in SETTINGS}
 
 
