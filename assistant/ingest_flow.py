@@ -144,6 +144,11 @@ class EncodePipeline:
         self._inflight = (future, pending, spans)
         return written
 
+    @property
+    def inflight_source(self) -> str | None:
+        """The first document submitted (encoding) but not yet written, so not committed; None: none is."""
+        return self._inflight[1][0].record.source if self._inflight else None
+
     def drain(self) -> int:
         if self._inflight is None:
             return 0
