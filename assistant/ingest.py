@@ -199,8 +199,7 @@ class Ingestor:
                         uncommitted += batches.submit(pending)
                         pending = []
                     if uncommitted >= self.settings.checkpoint_chunks:
-                        inflight = batches._inflight  # submitted (encoding), not yet written: not committed
-                        after = inflight[1][0].record.source if inflight and inflight[1] else None
+                        after = batches.inflight_source
                         # Ctrl-C right after the commit, before the bookkeeping below: the store tells.
                         committing = (store.generation + 1, after)
                         store.commit()
