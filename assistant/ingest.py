@@ -298,10 +298,8 @@ class Ingestor:
         for p in pending:
             n = len(p.chunks)
             rows = [(c.ord, c.start, c.end, c.n_tokens, c.text) for c in p.chunks]
-            if units is None:
-                store.put_document(p.record, rows, vectors[offset : offset + n])
-            else:
-                store.put_document(p.record, rows, vectors[offset : offset + n], units=units[offset : offset + n])
+            store.put_document(p.record, rows, vectors[offset : offset + n],
+                               units=None if units is None else units[offset : offset + n])
             offset += n
         report.embedded_chunks += offset
         return offset
