@@ -144,7 +144,7 @@ class GenerationCommits(SqliteRows):
         ids = array("q")
 
         def terms() -> Iterator[list[str]]:
-            for chunk_id, _doc_id, chunk_terms in self.iter_lexical(s.bm25_title_weight):
+            for chunk_id, chunk_terms in self.iter_lexical(s.bm25_title_weight):
                 ids.append(chunk_id)
                 yield chunk_terms
 

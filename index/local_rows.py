@@ -110,24 +110,21 @@ class SqliteRows:
     def keyword_corpus(self, title_weight: int) -> KeywordCorpus:
         """Every chunk's BM25 terms in chunk id order, read once (see `iter_lexical`)."""
         corpus = KeywordCorpus([], [])
-        for chunk_id, _doc_id, chunk_terms in self.iter_lexical(title_weight):
+        for chunk_id, chunk_terms in self.iter_lexical(title_weight):
             corpus.ids.append(chunk_id)
             corpus.terms.append(chunk_terms)
         return corpus
 
-    def iter_lexical(self, title_weight: int) -> Iterator[tuple[int, str, list[str]]]:
-        """(chunk id, doc id, BM25 terms) per chunk, in chunk id order, streamed from SQLite."""
+    def iter_lexical(self, title_weight: int) -> Iterator[tuple[int, list[str]]]:
+        """(chunk id, BM25 terms) per chunk, in chunk id order, streamed from SQLite."""
         rows = self.db.execute(
-            "SELECT c.id, c.doc_id, d.title, t.terms, c.text FROM chunks c JOIN documents d ON d.id = c.doc_id "
+            "SELECT c.id, d.title, t.terms, c.text FROM chunks c JOIN documents d ON d.id = c.doc_id "
             "LEFT JOIN chunk_terms t ON t.chunk_id = c.id ORDER BY c.id"
         ) if self._has_table("chunk_terms") else (
-            (r[0], r[1], r[7], None, r[6]) for r in self.db.execute(f"{_CHUNK_SELECT} ORDER BY c.id"))
-        last_doc, title_terms = None, []
-        for chunk_id, doc_id, title, stored, text in rows:
-            if doc_id != last_doc:  # a document's chunks have consecutive ids: one title at a time
-                last_doc, title_terms = doc_id, (content_terms(title) if title_weight > 0 else [])
+            (r[0], r[7], None, r[6]) for r in self.db.execute(f"{_CHUNK_SELECT} ORDER BY c.id"))
+        for chunk_id, title, stored, text in rows:
             body = stored.split() if stored is not None else content_terms(text)
-            yield chunk_id, doc_id, title_terms * title_weight + body
+            yield chunk_id, (title_terms(title) * title_weight if title_weight > 0 else []) + body
 
     def chunk_docs(self, ids: Sequence[int]) -> dict[int, str]:
         """Per chunk id: its document id."""
