@@ -69,10 +69,6 @@ class Passage:
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
 
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Passage:
-        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
-
 
 @dataclass
 class RetrievalResult:
@@ -103,10 +99,6 @@ class Citation:
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Citation:
-        return cls(**{f.name: data[f.name] for f in fields(cls)})
 
 
 @dataclass
