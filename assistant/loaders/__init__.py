@@ -47,7 +47,7 @@ def supported_suffixes() -> list[str]:
 
 
 def is_supported(path: Path) -> bool:
-    return path.suffix.lower() in plugins.loaders().names()
+    return plugins.loaders().find(path.suffix.lower()) is not None
 
 
 def load(path: Path, limits: Limits | None = None) -> LoadedDocument:
