@@ -99,7 +99,7 @@ def guess_encoding(raw: bytes) -> str | None:
 
 
 def _stream_text(path: Path, encoding: str, limits: Limits | None = None) -> Iterator[str]:
-    budget = Budget(limits or current_limits())
+    budget = Budget(limits)  # None: the limits of the load() running when streaming starts
     try:
         with open(path, encoding=encoding, newline="", errors="strict") as handle:
             while piece := handle.read(BLOCK):
