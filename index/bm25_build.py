@@ -97,10 +97,7 @@ def build_bm25(term_lists: Iterable[list[str]], k1: float, b: float, folder: Pat
     """Index every term list (one per chunk, in order) and save the BM25 index into `folder`
     (created). Returns the number of chunks."""
     folder.mkdir(parents=True, exist_ok=True)
-    postings = _Postings()
-    for terms in term_lists:
-        postings.add(terms)
-    scoring = _Scoring(postings, k1, b)
+    scoring = _Scoring.of(term_lists, k1, b)
     with (_npy_writer(folder / "data.csc.index.npy", np.float32, scoring.entries) as data,
           _npy_writer(folder / "indices.csc.index.npy", np.int32, scoring.entries) as indices):
         for scores, chunks in scoring.blocks():
@@ -114,10 +111,7 @@ def build_bm25(term_lists: Iterable[list[str]], k1: float, b: float, folder: Pat
 
 def bm25_in_memory(term_lists: Iterable[list[str]], k1: float, b: float) -> bm25s.BM25:
     """The index `build_bm25` saves, built in memory: what `bm25s.BM25.load` would give for it."""
-    postings = _Postings()
-    for terms in term_lists:
-        postings.add(terms)
-    scoring = _Scoring(postings, k1, b)
+    scoring = _Scoring.of(term_lists, k1, b)
     parts = list(scoring.blocks())
     params = _bm25s_params(k1, b, scoring.n_docs)
     del params["version"], params["num_docs"]
@@ -147,6 +141,14 @@ class _Scoring:
         np.cumsum(self.df, out=self.indptr[1:])
         if "" not in self.vocab:  # bm25s adds the empty token after the score matrix (no column)
             self.vocab[""] = len(self.vocab)
+
+    @classmethod
+    def of(cls, term_lists: Iterable[list[str]], k1: float, b: float) -> _Scoring:
+        """The scoring of every term list (one per chunk, in order)."""
+        postings = _Postings()
+        for terms in term_lists:
+            postings.add(terms)
+        return cls(postings, k1, b)
 
     def blocks(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """(float32 scores, int32 chunk positions) per block of term columns, in column order."""
