@@ -23,7 +23,7 @@ import gradio as gr
 from markupsafe import Markup
 
 from assistant.service import MAX_HISTORY_ITEMS, AssistantService, UploadError
-from assistant.types import file_name
+from assistant.types import DocumentRecord, file_name
 from assistant.ui import render
 from assistant.web import assets
 
@@ -44,19 +44,19 @@ def build_ui(service: AssistantService) -> gr.Blocks:
     modes = service.answer_modes() or ["extractive"]
     default_top_k = max(int(service.settings.top_k), int(service.settings.answer_passages))  # what `ask` uses by default
 
-    def examples_for_index() -> list[list[str]]:
-        docs = sorted(service.documents(), key=lambda d: -float(d.updated_at or 0))
-        return [[q] for q in render.example_questions([d.title for d in docs])]
+    def examples_for_index(docs: list[DocumentRecord]) -> list[list[str]]:
+        newest = sorted(docs, key=lambda d: -float(d.updated_at or 0))
+        return [[q] for q in render.example_questions([d.title for d in newest])]
 
-    def header_html() -> str:
-        return assets.render("header.html", stats=Markup(render.render_stats(service.stats())))
+    def header_html(stats: dict[str, object]) -> str:
+        return assets.render("header.html", stats=Markup(render.render_stats(stats)))
 
     def documents_state() -> tuple[str, str, Any, Any, Any]:
-        docs = service.documents()
+        docs, stats = service.documents(), service.stats()  # once per refresh: every output below reads them
         choices = [(f"{d.title or file_name(d.source)} \u2014 {file_name(d.source)} ({d.n_chunks} chunks)",
                     d.id) for d in docs]
-        return (header_html(), render.render_documents(docs), gr.Dropdown(choices=choices, value=None),
-                gr.Dataset(samples=examples_for_index()), render.render_docs_heading(service.stats()))
+        return (header_html(stats), render.render_documents(docs), gr.Dropdown(choices=choices, value=None),
+                gr.Dataset(samples=examples_for_index(docs)), render.render_docs_heading(stats))
 
     # -- chat ------------------------------------------------------------------------------------
 
@@ -182,7 +182,7 @@ def build_ui(service: AssistantService) -> gr.Blocks:
     with gr.Blocks(title="Document assistant", analytics_enabled=False) as demo:
         gr.HTML(assets.render("style.html", css=assets.static_text(UI_DIR, "app.css")),
                 js_on_load=str(assets.static_text(UI_DIR, "cite.js")), elem_id="da-style", padding=False, container=False)
-        header = gr.HTML(header_html(), elem_id="da-header")
+        header = gr.HTML(header_html(service.stats()), elem_id="da-header")
         turns = gr.State([])
         with gr.Tabs():
             with gr.Tab("Chat", id="chat", elem_id="da-tab-chat"):
