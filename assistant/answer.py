@@ -160,8 +160,8 @@ def shown_unit(unit: Unit, passage: Passage, store: Store | None) -> str:
         if header:
             rows = split_units(f"{header}\n|---|\n{unit.text}\n", 0)
             if rows and rows[-1].kind == "table_row" and rows[-1].context:
-                return _clean(rows[-1].shown())
-    return _clean(unit.shown())
+                return display_text(rows[-1].shown())
+    return display_text(unit.shown())
 
 
 def table_header(store: Store, passage: Passage) -> str | None:
@@ -183,7 +183,8 @@ def table_header(store: Store, passage: Passage) -> str | None:
     return None
 
 
-def _clean(text: str) -> str:
+def display_text(text: str) -> str:
+    """`text` on one line, without a leading list bullet."""
     return " ".join(text.split()).lstrip("-*\u2022 ").strip()
 
 

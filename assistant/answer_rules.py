@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from assistant.answer import NO_ANSWER, shown_unit
+from assistant.answer import NO_ANSWER, display_text, shown_unit
 from assistant.condense import Condensed
 from assistant.retrieve import CorpusStats
 from assistant.text import content_terms, split_sentences
@@ -173,10 +173,7 @@ class RuleAnswerer:
         for unit in split_units(passage.text, passage.start):
             if unit.start == span.start and unit.end == span.end:
                 return shown_unit(unit, passage, self.store)
-        return _clean(span.text)
-
-
-
+        return display_text(span.text)
 
 
 def _units(passage: Passage) -> tuple[_Unit, ...]:
@@ -309,7 +306,3 @@ def _overlaps(a: Candidate, b: Candidate) -> bool:
 def _same_text(a: Candidate, b: Candidate) -> bool:
     ta, tb = set(content_terms(a.span.text)), set(content_terms(b.span.text))
     return bool(ta) and len(ta & tb) / len(ta | tb) > 0.7
-
-
-def _clean(text: str) -> str:
-    return " ".join(text.replace("\n", " ").split()).lstrip("-*\u2022 ").strip()
