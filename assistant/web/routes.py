@@ -53,6 +53,11 @@ def _question(body: AskBody) -> str:
     return body.question
 
 
+def _check_span(start: int, end: int) -> None:
+    if end <= start or end - start > MAX_PASSAGE_CHARS:
+        raise ApiError(400, f"end must be after start and at most {MAX_PASSAGE_CHARS} characters further")
+
+
 def api_router(state: ServerState) -> APIRouter:
     service = state.service
     # The bearer dependency documents the scheme in /docs ("Authorize"); ApiGuard checks the key.
@@ -130,8 +135,7 @@ def api_router(state: ServerState) -> APIRouter:
     @router.get("/passage", tags=["documents"], responses=NOT_FOUND, summary="characters [start, end) of a document's text")
     async def passage(doc_id: Annotated[str, Query(max_length=100)], start: Annotated[int, Query(ge=0, le=MAX_OFFSET)],
                       end: Annotated[int, Query(ge=1, le=MAX_OFFSET)]) -> PassageText:
-        if end <= start or end - start > MAX_PASSAGE_CHARS:
-            raise ApiError(400, f"end must be after start and at most {MAX_PASSAGE_CHARS} characters further")
+        _check_span(start, end)
         text = await call_service(service.document_text, doc_id, start, end)
         if text is None:
             raise ApiError(404, f"document {doc_id!r} has no text at characters {start}-{end}")
@@ -140,8 +144,7 @@ def api_router(state: ServerState) -> APIRouter:
     @router.post("/preview", tags=["documents"],
                  summary="a citation's quote with the document text around it (the preview rule of the UI and /embed)")
     async def preview(body: PreviewBody) -> PreviewResponse:
-        if body.end <= body.start or body.end - body.start > MAX_PASSAGE_CHARS:
-            raise ApiError(400, f"end must be after start and at most {MAX_PASSAGE_CHARS} characters further")
+        _check_span(body.start, body.end)
         found = await call_service(document_preview, service.document_text, body.doc_id, body.start, body.end,
                                    body.quote)
         before, quote, after = found or ("", body.quote, "")
