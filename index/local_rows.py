@@ -61,6 +61,13 @@ _CHUNK_SELECT = (
 _DOC_SELECT = "SELECT id, source, title, content_hash, size, n_chunks, updated_at FROM documents"
 
 
+def _id_batches(ids: Sequence[int], size: int = 500) -> Iterator[tuple[list[int], str]]:
+    """`ids` in parts of `size` (under SQLite's variable limit), each with its "?,?,..." marks."""
+    for start in range(0, len(ids), size):
+        part = [int(i) for i in ids[start : start + size]]
+        yield part, ",".join("?" * len(part))
+
+
 class SqliteRows:
     """Reads and row writes over one `index.sqlite` connection (`db`); vectors live elsewhere."""
 
@@ -89,9 +96,7 @@ class SqliteRows:
 
     def chunks(self, ids: Sequence[int]) -> dict[int, ChunkRecord]:
         found: dict[int, ChunkRecord] = {}
-        for start in range(0, len(ids), 500):
-            part = [int(i) for i in ids[start : start + 500]]
-            marks = ",".join("?" * len(part))
+        for part, marks in _id_batches(ids):
             for row in self.db.execute(f"{_CHUNK_SELECT} WHERE c.id IN ({marks})", part):
                 found[row[0]] = ChunkRecord(*row)
         return found
@@ -129,9 +134,7 @@ class SqliteRows:
     def chunk_docs(self, ids: Sequence[int]) -> dict[int, str]:
         """Per chunk id: its document id."""
         found: dict[int, str] = {}
-        for start in range(0, len(ids), 500):
-            part = [int(i) for i in ids[start : start + 500]]
-            marks = ",".join("?" * len(part))
+        for part, marks in _id_batches(ids):
             found.update(self.db.execute(f"SELECT id, doc_id FROM chunks WHERE id IN ({marks})", part).fetchall())
         return found
 
@@ -139,9 +142,7 @@ class SqliteRows:
         """Per chunk id: the set of its BM25 terms (for near-duplicate checks)."""
         found: dict[int, frozenset[str]] = {}
         has_terms = self._has_table("chunk_terms")
-        for start in range(0, len(ids), 500):
-            part = [int(i) for i in ids[start : start + 500]]
-            marks = ",".join("?" * len(part))
+        for part, marks in _id_batches(ids):
             sql = (f"SELECT c.id, d.title, {'t.terms' if has_terms else 'NULL'}, c.text FROM chunks c "
                    "JOIN documents d ON d.id = c.doc_id "
                    f"{'LEFT JOIN chunk_terms t ON t.chunk_id = c.id ' if has_terms else ''}WHERE c.id IN ({marks})")
@@ -160,9 +161,7 @@ class SqliteRows:
             if not self._has_units_table:
                 return {}
         found: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        for start in range(0, len(ids), 500):
-            part = [int(i) for i in ids[start : start + 500]]
-            marks = ",".join("?" * len(part))
+        for part, marks in _id_batches(ids):
             for chunk_id, n, spans, vectors in self.db.execute(
                     f"SELECT chunk_id, n, spans, vectors FROM chunk_units WHERE chunk_id IN ({marks})", part):
                 found[chunk_id] = unpack_units(n, spans, vectors, self.dim)
