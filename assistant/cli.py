@@ -164,16 +164,13 @@ def main(argv: list[str] | None = None) -> int:
         if any(a == "--model" or a.startswith("--model=") for a in unknown):
             parser.error("--model names the LLM (ask, eval, serve); the embedding model flag is --embedding-model")
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
-    from assistant.index import StoreError
+    from assistant.types import StoreError
 
     try:
         from assistant.commands import COMMANDS
 
         return COMMANDS[args.command](args)
-    except StoreError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except (ValueError, FileNotFoundError) as exc:
+    except (StoreError, ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
