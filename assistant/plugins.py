@@ -79,10 +79,11 @@ class NotRegistered(ValueError):
 class Registry(Generic[T]):
     """Names (suffixes, model names, backend names, URL schemes) to what plugins registered."""
 
+    install_hint = INSTALL_HINT  # what error messages suggest when a name is missing
+
     def __init__(self, kind: str, entries: dict[str, T]) -> None:
         self.kind = kind
         self.entries = entries
-        self.install_hint = INSTALL_HINT
 
     def names(self) -> list[str]:
         return list(self.entries)
