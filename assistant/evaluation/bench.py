@@ -186,26 +186,21 @@ class RetrievalBench:
         retriever = HybridRetriever(self.store, self.embedder, base)
         queries = list(data.queries.items())
         dense = {qid: retriever.candidates(q, "dense", depth).dense for qid, q in queries}
-        # One retriever per title weight (its term sets serve the near-duplicate check); BM25 candidate
-        # lists per (k1, b, title weight) kept as compact arrays, not as retrievers (memory).
-        by_title_weight: dict[int, tuple[HybridRetriever, KeywordCorpus]] = {}
+        # Per title weight its terms (read once) and one retriever (the first one made: its term sets
+        # serve the near-duplicate check); BM25 candidate lists per (k1, b, title weight) kept as
+        # compact arrays, not as retrievers (memory).
+        corpora: dict[int, KeywordCorpus] = {}
+        by_title_weight: dict[int, HybridRetriever] = {}
         sparse_cache: dict[tuple[float, float, int], dict[str, tuple[np.ndarray, np.ndarray]]] = {}
-
-        def retriever_for(s: Settings) -> HybridRetriever:
-            if s.bm25_title_weight not in by_title_weight:
-                corpus = self._local_store().keyword_corpus(s.bm25_title_weight)
-                r = HybridRetriever(self.store, self.embedder, s)
-                r.use_keyword_index(corpus.bm25(s.bm25_k1, s.bm25_b))  # as the store builds it
-                by_title_weight[s.bm25_title_weight] = (r, corpus)
-            return by_title_weight[s.bm25_title_weight][0]
 
         def sparse_for(s: Settings) -> dict[str, tuple[np.ndarray, np.ndarray]]:
             key = (s.bm25_k1, s.bm25_b, s.bm25_title_weight)
             if key not in sparse_cache:
-                retriever_for(s)
-                _r, corpus = by_title_weight[s.bm25_title_weight]
+                if s.bm25_title_weight not in corpora:
+                    corpora[s.bm25_title_weight] = self._local_store().keyword_corpus(s.bm25_title_weight)
                 r = HybridRetriever(self.store, self.embedder, s)
-                r.use_keyword_index(corpus.bm25(s.bm25_k1, s.bm25_b))
+                r.use_keyword_index(corpora[s.bm25_title_weight].bm25(s.bm25_k1, s.bm25_b))  # as the store builds it
+                by_title_weight.setdefault(s.bm25_title_weight, r)
                 lists = {}
                 for qid, q in queries:
                     found = r.candidates(q, "bm25", depth).sparse
@@ -215,7 +210,8 @@ class RetrievalBench:
             return sparse_cache[key]
 
         def score(s: Settings) -> float:
-            r, sparse = retriever_for(s), sparse_for(s)
+            sparse = sparse_for(s)
+            r = by_title_weight[s.bm25_title_weight]
             rankings = {}
             for qid, _q in queries:
                 ids, values = sparse[qid]
