@@ -61,10 +61,8 @@ class TextItem:
     title: str = ""
 
 
-
 def document_id(source: str) -> str:
     return "d" + hashlib.sha1(source.encode("utf-8")).hexdigest()[:15]
-
 
 
 class Ingestor:

@@ -110,4 +110,3 @@ def collect_files(paths: Iterable[Path | str]) -> tuple[list[Path], list[FileRes
             notes.append(FileResult(str(path), "skipped", "not a regular file or folder"))
     unique = list(dict.fromkeys(files))
     return unique, notes
-

@@ -41,8 +41,6 @@ class CancellableBar:
         self._bar.update(n)
 
 
-
-
 @dataclass
 class Pending:
     record: DocumentRecord
@@ -186,4 +184,3 @@ def committed(store: Store, generation: int) -> bool:
         return store.generation >= generation
     except Exception:  # noqa: BLE001 - an interrupted store may refuse reads: keep the older answer
         return False
-

@@ -87,10 +87,8 @@ def golden_line(item: GoldenItem) -> dict[str, Any]:
     return line
 
 
-
 def write_golden(items: list[GoldenItem], target: Path) -> None:
     from assistant.atomic import atomic_write_text
 
     target.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(target, "".join(json.dumps(golden_line(i), ensure_ascii=False) + "\n" for i in items))
-

@@ -55,8 +55,6 @@ def calibrate(results: list[ItemResult]) -> list[dict[str, Any]]:
     return table
 
 
-
-
 def calibrate_verifier(assistant: Assistant, items: list[GoldenItem], top_k: int | None = None) -> dict[str, Any]:
     """The verifier threshold the golden set supports (see `verifier_pairs`, `verify.choose_threshold`)."""
     from assistant.verify import Verifier, choose_threshold
@@ -100,4 +98,3 @@ def verifier_pairs(assistant: Assistant, items: list[GoldenItem], top_k: int | N
                     continue
                 pairs.extend(Pair(v, p.text, positive) for v in variants)
     return pairs
-

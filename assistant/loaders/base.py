@@ -103,6 +103,7 @@ def title_from_text(text: str, fallback: str) -> str:
             return line if len(line) <= 150 else line[:147] + "..."
     return fallback
 
+
 @contextmanager
 def applied(limits: Limits) -> Iterator[None]:
     """`limits` in force for the loader running in this thread (what `current_limits()` returns)."""
