@@ -128,6 +128,11 @@ class AssistantService:
     def uploads_dir(self) -> Path:
         return self.settings.index_dir / UPLOADS
 
+    @property
+    def upload_limit(self) -> int:
+        """Bytes one upload may hold (ASSISTANT_MAX_UPLOAD_MB): the service's, the API's and the UI's limit."""
+        return int(self.settings.max_upload_mb * 1024 * 1024)
+
     def warm_up(self) -> None:
         self.assistant.warm_up()
         self.ready = True
@@ -191,8 +196,7 @@ class AssistantService:
         name = safe_filename(filename)
         if not is_supported(Path(name)):
             raise UploadError(f"{name}: unsupported file type; upload one of {', '.join(supported_suffixes())}", 415)
-        limit = self.settings.max_upload_mb * 1024 * 1024
-        if size > limit:
+        if size > self.upload_limit:
             raise UploadError(f"{name}: {size / 1e6:.1f} MB is over the {self.settings.max_upload_mb:g} MB upload "
                               "limit (ASSISTANT_MAX_UPLOAD_MB)", 413)
         return name

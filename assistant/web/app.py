@@ -90,4 +90,4 @@ def _mount_ui(app: FastAPI, service: AssistantService, config: ServerConfig) -> 
 
     gr.mount_gradio_app(app, build_ui(service), path="/ui", auth=check_login if key else None,
                         auth_message="Enter any user name and the server's API key as the password." if key else None,
-                        max_file_size=int(service.settings.max_upload_mb * 1024 * 1024), show_error=True)
+                        max_file_size=service.upload_limit, show_error=True)

@@ -22,7 +22,7 @@ class ServerState:
         self.service = service
         self.config = config
         self.load_error: str | None = None
-        self.upload_limit = int(service.settings.max_upload_mb * 1024 * 1024)
+        self.upload_limit = service.upload_limit
 
     def warm_up(self) -> None:
         """Load the model and index (in a background thread: until then the API answers 503)."""
