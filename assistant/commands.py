@@ -11,10 +11,13 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from assistant.settings import SETTINGS, Settings
 from assistant.types import file_name
+
+if TYPE_CHECKING:  # the pipeline (model, index) loads only for the commands that answer
+    from assistant.pipeline import Assistant
 
 
 def settings_from_args(args: argparse.Namespace, **extra: Any) -> Settings:
@@ -59,7 +62,7 @@ def cmd_remove(args: argparse.Namespace) -> int:
     return 1 if report.failed else 0
 
 
-def _open(args: argparse.Namespace, **extra: Any):  # type: ignore[no-untyped-def]
+def _open(args: argparse.Namespace, **extra: Any) -> Assistant:
     from assistant.pipeline import Assistant
 
     return Assistant(settings_from_args(args, **extra))
