@@ -13,7 +13,7 @@ from fastapi.sse import EventSourceResponse, format_sse_event
 from starlette.concurrency import run_in_threadpool
 
 from assistant.index import StoreError
-from assistant.service import StreamEvent
+from assistant.types import StreamEvent
 from assistant.web.state import log
 
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
