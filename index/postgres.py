@@ -237,7 +237,7 @@ class PostgresStore:
         if len(rows) != len(vectors):
             raise StoreError(f"{doc.source}: {len(rows)} chunks but {len(vectors)} vectors")
         packed = pack_chunk_units(units, len(rows), doc.source, self.dim)
-        title_terms = content_terms(doc.title) * max(self.settings.bm25_title_weight, 0)
+        title_part = title_terms(doc.title) * max(self.settings.bm25_title_weight, 0)
         with self._lock:
             self._begin()
             # A second writer replacing the same document waits here for the first one's commit.
@@ -250,8 +250,8 @@ class PostgresStore:
             )
             values = []
             for (ordinal, start, end, n_tokens, text), vector in zip(rows, vectors, strict=True):
-                terms = title_terms + content_terms(text)
-                values.append((doc.id, ordinal, start, end, n_tokens, text, " ".join(terms[len(title_terms):]),
+                terms = title_part + content_terms(text)
+                values.append((doc.id, ordinal, start, end, n_tokens, text, " ".join(terms[len(title_part):]),
                                len(terms), json.dumps(Counter(terms)), " ".join(terms),
                                np.asarray(vector, dtype=np.float32)))
             if values:
