@@ -52,6 +52,10 @@ __all__ = ["FileResult", "IngestInterrupted", "IngestReport", "Ingestor", "TextI
            "printable_name"]
 
 
+# One item's facts, worked out on the loader thread: (content hash, size in bytes, its loader).
+Facts = Callable[[], tuple[str, int, Callable[[], LoadedDocument]]]
+
+
 @dataclass
 class TextItem:
     """A document given as text rather than a file (benchmarks, API uploads)."""
@@ -112,7 +116,7 @@ class Ingestor:
                          prune=False)
 
     def ingest_texts(self, texts: Iterable[TextItem], progress: bool | None = None) -> IngestReport:
-        def item(t: TextItem) -> Callable[[], tuple[str, int, Callable[[], LoadedDocument]]]:
+        def item(t: TextItem) -> Facts:
             def facts() -> tuple[str, int, Callable[[], LoadedDocument]]:
                 data = t.text.encode("utf-8")
                 if not t.text.strip():
@@ -139,7 +143,7 @@ class Ingestor:
 
     # -- the loop ----------------------------------------------------------------------------
 
-    def _file_item(self, path: Path) -> Callable[[], tuple[str, int, Callable[[], LoadedDocument]]]:
+    def _file_item(self, path: Path) -> Facts:
         def facts() -> tuple[str, int, Callable[[], LoadedDocument]]:
             size = path.stat().st_size
             if size > self.settings.max_file_mb * 1024 * 1024:
@@ -151,8 +155,7 @@ class Ingestor:
         limits = Limits.from_settings(self.settings)
         return facts
 
-    def _run(self, items: list[tuple[str, Callable[[], tuple[str, int, Callable[[], LoadedDocument]]]]],
-             progress: bool | None, prune: bool) -> IngestReport:
+    def _run(self, items: list[tuple[str, Facts]], progress: bool | None, prune: bool) -> IngestReport:
         """Three stages overlap: a loader thread hashes, loads and chunks the next documents (in
         input order, a bounded feed ahead); one encode thread embeds the current batch; this thread
         checks each document against the store, and writes and commits the previous batch. Store
@@ -223,7 +226,7 @@ class Ingestor:
         report.seconds = time.perf_counter() - started
         return report
 
-    def _prepare_all(self, items: list[tuple[str, Callable[[], tuple[str, int, Callable[[], LoadedDocument]]]]],
+    def _prepare_all(self, items: list[tuple[str, Facts]],
                      known: dict[str, str], chunker: Chunker, feed: Feed) -> None:
         """Loader thread: hash, load and chunk each item in order and hand it on (blocks while the
         feed is full). Expected failures travel with their item; anything else ends the ingest."""
