@@ -40,7 +40,6 @@ from assistant.index.pg_schema import (
     load_vectors_as_arrays,
     manifest,
     migrate,
-    read_manifest,
     redact,
 )
 from assistant.index.unit_codec import UnitRows, pack_chunk_units, unpack_units
@@ -69,7 +68,6 @@ class PostgresStore:
         self.dim = dim
         self.writable = writable
         self.settings = settings or Settings.from_env()
-        self.folder = redact(url)  # what messages name as "the index"
         if writable:
             migrate(url, model_name, dim, self.settings.embed_context)
         self.conn = connect(url)
@@ -96,10 +94,6 @@ class PostgresStore:
     def open(cls, url: str, model_name: str, dim: int, writable: bool = False,
              settings: Settings | None = None) -> PostgresStore:
         return cls(url, model_name, dim, writable, settings)
-
-    @staticmethod
-    def read_manifest(url: str) -> dict[str, str]:
-        return read_manifest(url)
 
     def _connection(self) -> Any:
         """The writer's connection, or this thread's reader connection (opened on first use)."""
