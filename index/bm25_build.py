@@ -37,7 +37,7 @@ class _Postings:
         self._batch_start = 0
 
     def add(self, terms: list[str]) -> None:
-        terms = terms or [""]  # as the retriever indexes an empty chunk
+        terms = terms or [""]  # an empty chunk counts as one empty term (bm25s is given [""] for it)
         vocab = self.vocab
         self._batch.extend([vocab.setdefault(t, len(vocab)) for t in terms])
         self.lengths.append(len(terms))
