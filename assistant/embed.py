@@ -197,13 +197,10 @@ class Embedder:
         with self._count_lock:
             if self._counter is None:
                 tokenizer = self.model.tokenizer
-                backend = getattr(tokenizer, "backend_tokenizer", None)
-                if backend is not None:
-                    from tokenizers import Tokenizer
+                if getattr(tokenizer, "backend_tokenizer", None) is not None:
+                    from assistant.word_pieces import private_tokenizer
 
-                    counter = Tokenizer.from_str(backend.to_str())
-                    counter.no_truncation()
-                    counter.no_padding()
+                    counter = private_tokenizer(tokenizer, None)
                     self._counter = lambda t: len(counter.encode(t, add_special_tokens=True).ids)
                 else:  # a slow (Python) tokenizer: the model's own, still under the lock
                     self._counter = lambda t: len(tokenizer(t, add_special_tokens=True, truncation=False)["input_ids"])

@@ -60,13 +60,17 @@ class FastTokenizer:
         return {"input_ids": self.backend_tokenizer.encode(text, add_special_tokens=add_special_tokens).ids}
 
 
-def private_tokenizer(tokenizer: Any, max_length: int) -> Any:
-    """A copy of the fast tokenizer's Rust backend with truncation fixed and no padding."""
+def private_tokenizer(tokenizer: Any, max_length: int | None) -> Any:
+    """A copy of the fast tokenizer's Rust backend with no padding, truncating at `max_length`
+    (None: never truncating, for counting)."""
     from tokenizers import Tokenizer
 
     backend = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
     backend.no_padding()
-    backend.enable_truncation(max_length=max_length)
+    if max_length is None:
+        backend.no_truncation()
+    else:
+        backend.enable_truncation(max_length=max_length)
     return backend
 
 
