@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ipaddress
+import os
+import sys
 from dataclasses import dataclass, field
 
 LOOPBACK_NAMES = {"localhost", "ip6-localhost", "ip6-loopback"}
@@ -78,11 +80,16 @@ def check_origins(values: list[str]) -> list[str]:
 
 def set_compute_threads(threads: int) -> None:
     """Threads per torch / faiss call. A server gets its parallelism from concurrent requests (and
-    batches concurrent query encodes), so 1 is best: more make each call spin-wait for busy cores."""
+    batches concurrent query encodes), so 1 is best: more make each call spin-wait for busy cores.
+    torch is not imported for this (the ONNX backends never need it: ~2.5 s and 250 MB): if the
+    torch backend imports it later, it reads OMP_NUM_THREADS then."""
     if threads < 1:
         raise ValueError(f"--threads must be at least 1, not {threads}")
     import faiss
-    import torch
 
-    torch.set_num_threads(threads)
     faiss.omp_set_num_threads(threads)
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(threads)
+    else:
+        os.environ["OMP_NUM_THREADS"] = str(threads)
