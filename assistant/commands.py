@@ -94,6 +94,7 @@ def cmd_db(args: argparse.Namespace) -> int:
     """`db migrate`: the PostgreSQL schema, created or brought up to date (the embedding model fixes the
     vector dimension, so the model is loaded to learn it)."""
     from assistant.embed import Embedder
+    from assistant.index import index_backend
     from assistant.index.pg_schema import migrate, redact
 
     settings = settings_from_args(args)
@@ -101,7 +102,7 @@ def cmd_db(args: argparse.Namespace) -> int:
         print("error: give the database with --store postgresql://user:password@host:port/db "
               "(or $ASSISTANT_STORE)", file=sys.stderr)
         return 2
-    embedder = Embedder(settings.model, settings.embed_backend)
+    embedder = Embedder(settings.model, index_backend(settings))  # an fp32 index stays fp32 (as `Assistant` opens it)
     meta = migrate(settings.store, embedder.name, embedder.dim, settings.embed_context)
     print(f"{redact(settings.store)}: schema version {meta['schema_version']}, model {meta['model']} "
           f"(dim {meta['dim']}), generation {meta['generation']}")

@@ -217,6 +217,16 @@ def test_db_migrate_command_and_clear_connection_errors(tmp_path: Path) -> None:
         open_store(Settings(store="mysql://x"), "m", 3)
 
 
+def test_db_migrate_keeps_the_precision_an_index_was_built_with() -> None:
+    """An fp32 PostgreSQL index (built before int8 became the default) still migrates with the defaults."""
+    from assistant.cli import main
+
+    url = fresh_postgres_url()
+    assert main(["--store", url, "--embed-backend", "onnx", "db", "migrate"]) == 0
+    assert main(["--store", url, "db", "migrate"]) == 0
+    assert read_manifest(Settings(store=url))["model"] == "all-MiniLM-L6-v2"
+
+
 def test_a_reader_serves_several_threads_at_once(store_settings: Settings, embedder: Embedder) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
