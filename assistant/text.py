@@ -27,6 +27,9 @@ def normalize(text: str) -> str:
     return _SPACE.sub(" ", text).strip()
 
 
+_LINE_END_MARK = re.compile(r"[.!?:;\u2026\"'\u201d]\s*$")  # a line ending so cannot be a soft wrap
+
+
 def _lines(text: str) -> Iterator[Span]:
     """Logical lines: soft-wrapped lines (next starts lower case, this one has no end mark) join."""
     pos = 0
@@ -44,7 +47,7 @@ def _lines(text: str) -> Iterator[Span]:
                 nl != -1
                 and nxt < n
                 and text[nxt].islower()
-                and not re.search(r"[.!?:;\u2026\"'\u201d]\s*$", line)
+                and not _LINE_END_MARK.search(line)
             )
             if not soft_wrap:
                 yield Span(start, end, text[start:end])
