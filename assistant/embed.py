@@ -164,7 +164,7 @@ class Embedder:
 
     def _onnx_or_torch(self) -> Any:
         """The ONNX encoder; for fp32 "onnx", torch instead (same vectors, with a warning) when ONNX
-        Runtime is missing or the one-time export fails, so the default never blocks a user."""
+        Runtime is missing or the one-time export fails (int8 has no torch twin: its errors propagate)."""
         try:
             from assistant.onnx_embed import OnnxEncoder
 

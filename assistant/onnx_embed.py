@@ -10,10 +10,9 @@ ONNX with torch's TorchScript exporter; for int8 it is then dynamically quantize
 into place, so a crash or a concurrent build never leaves a half-written model behind.
 
 fp32 gives the same vectors as torch (cosine 1.00000) at a fraction of the per-call overhead: one
-query encodes in about 4.5 ms instead of 11.6 ms on one thread (benchmarks/RESULTS.md), which is
-why it is the default. Dynamic int8 quantization scales activations per tensor, i.e. over a whole
-padded batch, so an int8 vector depends slightly on the texts batched with it (cosine about 0.99
-between batchings; fp32 vectors do not move). Vectors are still deterministic for a given batch.
+query encodes in about 4.5 ms instead of 11.6 ms on one thread (benchmarks/RESULTS.md). int8 is the
+default backend. Dynamic int8 quantization scales activations per tensor, i.e. over a whole padded
+batch, so int8 encodes one text per call (`MAX_BATCH`): a vector never depends on its batch mates.
 
 Tried and dropped (benchmarks/RESULTS.md): fusing the graph first with onnxruntime's transformer
 optimizer (Attention/SkipLayerNorm/BiasGelu, then QAttention) was 10-12% slower than letting the
