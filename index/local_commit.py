@@ -51,7 +51,7 @@ class GenerationCommits(SqliteRows):
 
     @property
     def generation(self) -> int:
-        raise NotImplementedError
+        return int(self._meta().get("generation", 0))
 
     def commit(self) -> None:
         """Make every change since the last commit durable, atomically."""

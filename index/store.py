@@ -174,10 +174,6 @@ class IndexStore(GenerationCommits):
         if self.writable:
             self.db.executescript(SCHEMA)  # adds tables that older indexes lack (chunk_terms, chunk_units)
 
-    @property
-    def generation(self) -> int:
-        return int(self._meta().get("generation", 0))
-
     def _load_vectors(self) -> faiss.Index | DiskVectors:
         """The exact vectors (and the approximate index, into self.ann) of the committed generation.
 
