@@ -139,7 +139,7 @@ class DiskVectors:
     (memory-mapped, or none) plus this transaction's additions (in an unnamed spill file in the
     index folder, so a crash leaves nothing behind) minus its removals.
 
-    Offers what `IndexStore` uses of a FAISS index: ntotal, add_with_ids, remove_ids, reconstruct,
+    Offers what `IndexStore` uses of a FAISS index: ntotal, add_with_ids, remove_ids,
     reconstruct_batch and search. Chunk ids are never reused, so a removed id is either committed
     or pending, never both."""
 
@@ -166,10 +166,6 @@ class DiskVectors:
     # -- the FAISS-like surface ---------------------------------------------------------------
 
     @property
-    def d(self) -> int:
-        return self.dim
-
-    @property
     def ntotal(self) -> int:
         committed = self.committed.ntotal if self.committed is not None else 0
         return int(committed + len(self._pending_ids) - len(self._removed))
@@ -189,9 +185,6 @@ class DiskVectors:
         self._removed.update(int(i) for i in np.asarray(ids).ravel())
         self._removed_array = None
         return len(ids)
-
-    def reconstruct(self, key: int) -> np.ndarray:
-        return self.reconstruct_batch(np.asarray([key], dtype=np.int64))[0]
 
     def reconstruct_batch(self, keys: np.ndarray) -> np.ndarray:
         """The vectors of these ids, in order; RuntimeError (as FAISS) for an unknown or removed id."""
