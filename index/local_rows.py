@@ -73,7 +73,7 @@ class SqliteRows:
 
     db: sqlite3.Connection
     dim: int
-    _has_units_table: bool  # chunk_units exists (checked on first use: old indexes lack it)
+    _tables_seen: set[str]  # tables known to exist (old indexes lack chunk_terms, chunk_units; none is dropped)
 
     def _meta(self) -> dict[str, str]:
         try:
@@ -154,12 +154,8 @@ class SqliteRows:
     def unit_vectors(self, ids: Sequence[int]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
         """Per chunk id with stored units: (absolute spans int32 (n, 2), float32 vectors (n, dim)).
         Chunks stored without units (before they existed, or by an embedder without them) are absent."""
-        if not ids:
+        if not ids or not self._has_table("chunk_units"):
             return {}
-        if not self._has_units_table:
-            self._has_units_table = self._has_table("chunk_units")
-            if not self._has_units_table:
-                return {}
         found: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         for part, marks in _id_batches(ids):
             for chunk_id, n, spans, vectors in self.db.execute(
@@ -168,7 +164,12 @@ class SqliteRows:
         return found
 
     def _has_table(self, name: str) -> bool:
-        return self.db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone() is not None
+        """Whether the table exists (looked up until it does: a writer adds missing tables on open)."""
+        if name not in self._tables_seen:
+            if self.db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone() is None:
+                return False
+            self._tables_seen.add(name)
+        return True
 
     def _insert_rows(self, doc: DocumentRecord, chunks: Sequence[tuple[int, int, int, int, str]],
                      packed: list[tuple[int, bytes, bytes]] | None) -> list[int]:

@@ -78,7 +78,7 @@ class IndexStore(GenerationCommits):
         self.vectors: faiss.Index | DiskVectors
         self._added = array("q")
         self._removed = False
-        self._has_units_table = False  # chunk_units exists (checked on first use: old indexes lack it)
+        self._tables_seen: set[str] = set()
         if writable:
             self._acquire_lock()
         try:
